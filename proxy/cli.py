@@ -1,0 +1,162 @@
+"""`mediaproxy serve | demo | check-config | worker`: the command line.
+
+Rule: configuration errors and bad arguments end with a one-line message on stderr and exit
+status 2; no traceback reaches the terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from proxy import config as config_mod
+from proxy.config import Config
+from proxy.errors import ConfigError
+from proxy.logs import configure
+
+log = logging.getLogger("mediaproxy")
+
+DEMO_PATHS = (
+    "/media/images/gradient-64.png",
+    "/media/images/photo-1920x1080.png",
+    "/media/docs/sample.pdf",
+    "/media/video/sample.mp4",
+)
+
+
+def _load(path: str | None) -> Config:
+    return config_mod.load(path)
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from proxy.server import serve
+
+    config = _load(args.config)
+    configure(config.log)
+    serve(config, args.config)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from proxy.server import run_worker
+
+    config = _load(args.config)
+    configure(config.log)
+    asyncio.run(run_worker(config, args.index))
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    _out(f"ok: {config}")
+    return 0
+
+
+def _wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes]) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return True
+        except urllib.error.HTTPError:
+            return True  # it answered
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.2)
+    return False
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The reference origin (seeded with sample media) and the proxy in front of it."""
+    from proxy.server import serve
+
+    config = _load(args.config)
+    configure(config.log)
+    origin_url = config.origin.url.rstrip("/")
+    host_port = origin_url.split("://", 1)[1]
+    host, _, port = host_port.rpartition(":")
+    data_dir = Path(args.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    token = os.environ.get("MEDIAPROXY_ORIGIN_TOKEN", "demo-admin-token")
+    log.info("starting the reference origin on %s (first run seeds ~200 MB of sample media)",
+             origin_url)
+    origin = subprocess.Popen(
+        [sys.executable, "-m", "origin", "serve", "--db", str(data_dir / "media.sqlite3"),
+         "--host", host, "--port", port, "--admin-token", token, "--seed"],
+    )
+    try:
+        if not _wait_http(origin_url + "/_origin/stats", 300, origin):
+            sys.stderr.write("error: the reference origin did not start\n")
+            return 1
+        public = "http://" + config.server.listen
+        admin = "http://" + config.server.admin_listen
+        _out("")
+        _out(f"mediaproxy is starting in front of {origin_url}. Try:")
+        for path in DEMO_PATHS:
+            _out(f"  curl -sS -o /dev/null -D - {public}{path}    # twice: MISS, then HIT")
+        _out(f"  curl -sS {admin}/metrics | grep mediaproxy_requests_total")
+        _out(f"  publish: MEDIAPROXY_ORIGIN_TOKEN={token} .venv/bin/mediaproxy-origin "
+             f"--url {origin_url} put /media/new.bin FILE")
+        _out("Ctrl-C stops both.")
+        _out("")
+        serve(config, args.config)
+        return 0
+    finally:
+        if origin.poll() is None:
+            origin.send_signal(signal.SIGTERM)
+            try:
+                origin.wait(10)
+            except subprocess.TimeoutExpired:
+                origin.kill()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mediaproxy", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", "-c", default=os.environ.get("MEDIAPROXY_CONFIG"),
+                       help="TOML configuration file (default: built-in defaults + env)")
+
+    p = sub.add_parser("serve", help="run the proxy")
+    with_config(p)
+    p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("demo", help="run the reference origin with sample media and the proxy")
+    with_config(p)
+    p.add_argument("--data-dir", default="var/origin", help="where the origin keeps its SQLite")
+    p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("check-config", help="validate the configuration and print it")
+    with_config(p)
+    p.set_defaults(func=cmd_check_config)
+    p = sub.add_parser("worker", help=argparse.SUPPRESS)
+    with_config(p)
+    p.add_argument("--index", type=int, default=0)
+    p.set_defaults(func=cmd_worker)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        sys.stderr.write(f"mediaproxy: configuration error: {exc.message}\n")
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,210 @@
+"""Configuration: TOML file + MEDIAPROXY_<SECTION>_<KEY> environment overrides -> frozen values.
+
+Rule: every key has a default; an unknown section or key, a wrong type or an out-of-range value
+stops start-up with a ConfigError naming the key (`cache.max_size_bytes: must be >= 1048576`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from proxy.errors import ConfigError
+
+ENV_PREFIX = "MEDIAPROXY_"
+
+
+def _listen(value: str, key: str) -> None:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{key}: expected HOST:PORT, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    listen: str = "127.0.0.1:8080"  # public listener, HOST:PORT
+    admin_listen: str = "127.0.0.1:8081"  # admin listener: /metrics, /healthz, /readyz
+    workers: int = 1  # processes sharing the listener (SO_REUSEPORT) and the cache dir
+    max_url_bytes: int = 8192  # longer request targets get 414
+    max_header_bytes: int = 8190  # longer header lines get 400 (aiohttp's parser enforces)
+    shutdown_timeout_seconds: float = 10.0  # graceful stop: let open responses finish
+    via: str = "mediaproxy"  # pseudonym in the Via header we add (RFC 9110 §7.6.3)
+
+    def validate(self) -> None:
+        _listen(self.listen, "server.listen")
+        _listen(self.admin_listen, "server.admin_listen")
+        if not 1 <= self.workers <= 64:
+            raise ConfigError("server.workers: must be between 1 and 64")
+        if not 256 <= self.max_url_bytes <= 1 << 20:
+            raise ConfigError("server.max_url_bytes: must be between 256 and 1048576")
+        if not 1024 <= self.max_header_bytes <= 1 << 20:
+            raise ConfigError("server.max_header_bytes: must be between 1024 and 1048576")
+        if self.shutdown_timeout_seconds < 0:
+            raise ConfigError("server.shutdown_timeout_seconds: must be >= 0")
+
+
+@dataclass(frozen=True, slots=True)
+class OriginConfig:
+    url: str = "http://127.0.0.1:8090"  # base URL of the origin; request paths are appended
+    connect_timeout_seconds: float = 5.0  # TCP connect to the origin; exceeded -> 504
+    read_timeout_seconds: float = 30.0  # max silence while waiting for headers or body bytes
+    max_connections: int = 100  # per worker process
+    forward_host: bool = False  # send the client's Host instead of the origin's
+
+    def validate(self) -> None:
+        if not (self.url.startswith("http://") or self.url.startswith("https://")):
+            raise ConfigError(f"origin.url: must start with http:// or https://, got {self.url!r}")
+        for name in ("connect_timeout_seconds", "read_timeout_seconds"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"origin.{name}: must be > 0")
+        if self.max_connections < 1:
+            raise ConfigError("origin.max_connections: must be >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class CacheConfig:
+    dir: str = "var/cache"  # cache directory: index, hashed body dirs, tmp/
+    max_size_bytes: int = 10 * 1024**3  # index + bodies; least recently used evicted beyond it
+    heuristic_fraction: float = 0.1  # RFC 9111 §4.2.2 share of (Date - Last-Modified)
+    heuristic_max_seconds: float = 86400.0  # cap on heuristic freshness
+    fill_chunk_bytes: int = 256 * 1024  # origin read size while filling
+    eviction_interval_seconds: float = 1.0  # background cull / access-time flush period
+
+    def validate(self) -> None:
+        if not self.dir:
+            raise ConfigError("cache.dir: must not be empty")
+        if self.max_size_bytes < 1024 * 1024:
+            raise ConfigError("cache.max_size_bytes: must be >= 1048576")
+        if not 0 <= self.heuristic_fraction <= 1:
+            raise ConfigError("cache.heuristic_fraction: must be between 0 and 1")
+        if self.heuristic_max_seconds < 0:
+            raise ConfigError("cache.heuristic_max_seconds: must be >= 0")
+        if not 4096 <= self.fill_chunk_bytes <= 16 * 1024 * 1024:
+            raise ConfigError("cache.fill_chunk_bytes: must be between 4096 and 16777216")
+        if self.eviction_interval_seconds <= 0:
+            raise ConfigError("cache.eviction_interval_seconds: must be > 0")
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    level: str = "info"  # debug | info | warning | error
+    format: str = "text"  # text (development) | json (one JSON object per line, production)
+    access_log: bool = True  # one line per request
+
+    def validate(self) -> None:
+        if self.level not in ("debug", "info", "warning", "error"):
+            raise ConfigError(
+                f"log.level: must be debug, info, warning or error, got {self.level!r}"
+            )
+        if self.format not in ("text", "json"):
+            raise ConfigError(f"log.format: must be text or json, got {self.format!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    origin: OriginConfig = field(default_factory=OriginConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    def validate(self) -> Config:
+        self.server.validate()
+        self.origin.validate()
+        self.cache.validate()
+        self.log.validate()
+        return self
+
+
+def _coerce(value: Any, kind: Any, key: str) -> Any:
+    """Check a TOML value (or convert an environment string) against a field's type."""
+    from_env = isinstance(value, str) and kind is not str
+    if kind is bool:
+        if from_env:
+            lowered = value.lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if kind is int:
+        if from_env:
+            try:
+                return int(value.replace("_", ""))
+            except ValueError:
+                pass
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if kind is float:
+        if from_env:
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if kind is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    raise ConfigError(f"{key}: unsupported type")  # pragma: no cover - schema bug
+
+
+def _section_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _build(data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
+    sections: dict[str, Any] = {}
+    top = _section_types(Config)
+    for section in data:
+        if section not in top:
+            raise ConfigError(f"{section}: unknown section (known: {', '.join(top)})")
+    for section, section_cls in top.items():
+        raw = data.get(section, {})
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{section}: expected a table")
+        types_ = _section_types(section_cls)
+        for key in raw:
+            if key not in types_:
+                raise ConfigError(f"{section}.{key}: unknown key (known: {', '.join(types_)})")
+        values: dict[str, Any] = {}
+        for key, kind in types_.items():
+            env_name = f"{ENV_PREFIX}{section}_{key}".upper()
+            if env_name in env:
+                values[key] = _coerce(env[env_name], kind, f"{section}.{key} (from {env_name})")
+            elif key in raw:
+                values[key] = _coerce(raw[key], kind, f"{section}.{key}")
+        sections[section] = section_cls(**values)
+    return Config(**sections).validate()
+
+
+def load(path: str | Path | None, env: Mapping[str, str] | None = None) -> Config:
+    """Read the TOML file (or only defaults when None) and apply environment overrides."""
+    env = os.environ if env is None else env
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    return _build(data, env)
+
+
+def from_dict(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Config:
+    return _build(data, env or {})
+
+

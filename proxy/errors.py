@@ -1,0 +1,59 @@
+"""The exception tree, one branch per layer; `proxy.app` maps it to HTTP in one middleware.
+
+    ProxyError(status)              anything we raise on purpose
+    ├── ConfigError                 bad configuration: stops start-up, never reaches a client
+    ├── BadRequest          400     malformed URL, path traversal, oversize or bad headers
+    ├── AuthError           401/403 missing or invalid token (reason is machine-readable)
+    ├── OriginError         502     origin unreachable, refused, broke the connection
+    │   └── OriginTimeout   504     origin did not answer in time
+    └── StoreError                  the cache directory failed; handled as a miss or PASS,
+                                    never client-facing
+
+Policy code never raises these: it returns outcomes (an unsatisfiable range is a value).
+"""
+
+from __future__ import annotations
+
+
+class ProxyError(Exception):
+    """Base of every error we raise on purpose; `status` is the HTTP status it maps to."""
+
+    status: int = 500
+    reason: str = "internal_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigError(ProxyError):
+    reason = "config_error"
+
+
+class BadRequest(ProxyError):
+    status = 400
+    reason = "bad_request"
+
+
+class AuthError(ProxyError):
+    status = 403
+    reason = "forbidden"
+
+    def __init__(self, message: str, *, status: int = 403, reason: str = "forbidden") -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+
+
+class OriginError(ProxyError):
+    status = 502
+    reason = "origin_error"
+
+
+class OriginTimeout(OriginError):
+    status = 504
+    reason = "origin_timeout"
+
+
+class StoreError(ProxyError):
+    reason = "store_error"

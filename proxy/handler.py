@@ -1,0 +1,365 @@
+"""The request lifecycle driver: admit -> key -> look up -> decide -> origin -> deliver -> record.
+
+Rule: this module asks `policy` what to do and performs the I/O the answer names; it parses no
+header itself. Every request ends with exactly one CacheStatus in `request[STATUS_KEY]`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+
+from aiohttp import web
+
+from proxy import deliver
+from proxy.config import Config
+from proxy.errors import BadRequest, OriginError, StoreError
+from proxy.metrics import Metrics
+from proxy.origin import OriginClient, OriginResponse
+from proxy.policy import cachekey, decide, respond
+from proxy.policy.freshness import Heuristic, StoredResponse, current_age
+from proxy.policy.headers import Headers, end_to_end, get
+from proxy.status import CacheStatus
+from proxy.store.fill import Fill
+from proxy.store.index import CachedBody, Store
+
+log = logging.getLogger(__name__)
+
+STATUS_KEY = "mediaproxy.cache_status"
+KEY_KEY = "mediaproxy.cache_key"
+
+# Never forwarded on a fill or revalidation: we ask for the whole current representation and
+# evaluate the client's own conditions and ranges against it ourselves.
+_CLIENT_ONLY = frozenset(
+    {"if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "if-range", "range"}
+)
+# RFC 9111 §4.3.4: fields a 304 must not overwrite in the stored response.
+_KEEP_ON_304 = frozenset(
+    {"content-length", "content-encoding", "content-range", "transfer-encoding"}
+)
+
+
+def _request_headers(request: web.BaseRequest) -> list[tuple[str, str]]:
+    return list(request.headers.items())
+
+
+class Proxy:
+    def __init__(
+        self,
+        config: Config,
+        store: Store | None,
+        origin: OriginClient,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.origin = origin
+        self.metrics = metrics
+        self.clock = clock
+        self.heuristic = Heuristic(config.cache.heuristic_fraction,
+                                   config.cache.heuristic_max_seconds)
+        self.via = config.server.via
+        self.fills: dict[str, Fill] = {}
+        # In-process collapsing: the first miss for a key parks a future here while it waits
+        # for the origin's headers; others await it and join the resulting fill.
+        self._pending: dict[str, asyncio.Future[Fill | None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- entry -----------------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if request.method in ("GET", "HEAD"):
+            return await self._cacheable(request)
+        return await self._pass(request)
+
+    def _target(self, request: web.BaseRequest, strip: frozenset[str] = frozenset()
+                ) -> cachekey.Target:
+        raw = request.raw_path.partition("#")[0]
+        path, _, query = raw.partition("?")
+        target = cachekey.normalise_target(
+            path, query, strip_params=strip, max_length=self.config.server.max_url_bytes
+        )
+        if isinstance(target, cachekey.Rejected):
+            error = BadRequest(f"rejected request target: {target.reason}")
+            error.status = target.status
+            error.reason = target.reason
+            raise error
+        return target
+
+    def _forward_headers(
+        self, request: web.BaseRequest, *, for_fill: bool
+    ) -> list[tuple[str, str]]:
+        headers = [
+            (k, v)
+            for k, v in end_to_end(_request_headers(request))
+            if not (for_fill and k.lower() in _CLIENT_ONLY)
+        ]
+        via = [v for k, v in headers if k.lower() == "via"]
+        headers = [(k, v) for k, v in headers if k.lower() not in ("via", "x-forwarded-for")]
+        headers.append(("Via", ", ".join([*via, f"1.1 {self.via}"])))
+        forwarded_for = request.headers.getall("X-Forwarded-For", [])
+        peer = request.remote or "unknown"
+        headers.append(("X-Forwarded-For", ", ".join([*forwarded_for, peer])))
+        return headers
+
+    # -- non-cacheable methods ---------------------------------------------------------------
+
+    async def _pass(self, request: web.Request) -> web.StreamResponse:
+        target = self._target(request)
+        request[STATUS_KEY] = CacheStatus.PASS
+        data = request.content if request.body_exists else None
+        origin = await self._origin_request(
+            request.method, target, self._forward_headers(request, for_fill=False), data=data
+        )
+        try:
+            return await self._relay(request, origin, CacheStatus.PASS)
+        finally:
+            origin.release()
+
+    # -- GET / HEAD ------------------------------------------------------------------------
+
+    async def _cacheable(self, request: web.Request) -> web.StreamResponse:
+        target = self._target(request)
+        key = target.key
+        request[KEY_KEY] = key
+        cached = self._lookup(key)
+        if cached is None:
+            return await self._miss(request, target, CacheStatus.MISS)
+        try:
+            decision = decide.on_request(cached.meta, _request_headers(request), self.clock(),
+                                         self.heuristic)
+            match decision:
+                case decide.Serve(age_seconds=age):
+                    return await self._serve_stored(request, cached, age, CacheStatus.HIT)
+                case decide.Revalidate():
+                    return await self._revalidate(request, target, cached)
+                case decide.Fetch():
+                    pass
+        finally:
+            cached.close()
+        return await self._miss(request, target, CacheStatus.EXPIRED)
+
+    def _lookup(self, key: str) -> CachedBody | None:
+        if self.store is None:
+            return None
+        try:
+            return self.store.lookup(key)
+        except StoreError as exc:
+            self.metrics.store_errors.labels("lookup").inc()
+            log.warning("store lookup failed: %s", exc)
+            return None
+
+    async def _serve_stored(
+        self, request: web.Request, cached: CachedBody, age: float, status: CacheStatus
+    ) -> web.StreamResponse:
+        request[STATUS_KEY] = status
+        plan = respond.plan(request.method, _request_headers(request), cached.meta.status,
+                            cached.meta.headers, cached.size, age)
+        headers = deliver.build_headers(plan.headers, status, self.via)
+        return await deliver.send_file(request, plan, cached.file, headers)
+
+    async def _revalidate(
+        self, request: web.Request, target: cachekey.Target, cached: CachedBody
+    ) -> web.StreamResponse:
+        headers = self._forward_headers(request, for_fill=True)
+        etag = get(cached.meta.headers, "etag")
+        last_modified = get(cached.meta.headers, "last-modified")
+        if etag is not None:
+            headers.append(("If-None-Match", etag))
+        if last_modified is not None:
+            headers.append(("If-Modified-Since", last_modified))
+        request_time = self.clock()
+        origin = await self._origin_request("GET", target, headers)
+        if origin.status == 304:
+            origin.release()
+            meta = StoredResponse(
+                status=cached.meta.status,
+                headers=_merge_304(cached.meta.headers, origin.headers),
+                request_time=request_time,
+                response_time=self.clock(),
+                body_size=cached.size,
+            )
+            await self._store_call("refresh", self._refresh, target.key, cached.filename, meta)
+            age = current_age(meta, self.clock())
+            cached.meta = meta
+            return await self._serve_stored(request, cached, age, CacheStatus.REVALIDATED)
+        if origin.status in (404, 410) and self.store is not None:
+            await self._store_call("delete", self.store.delete, target.key)
+        return await self._from_origin(request, target, origin, request_time,
+                                       CacheStatus.EXPIRED)
+
+    def _refresh(self, key: str, filename: str, meta: StoredResponse) -> None:
+        assert self.store is not None
+        self.store.refresh(key, filename, meta)
+
+    async def _miss(
+        self, request: web.Request, target: cachekey.Target, status: CacheStatus
+    ) -> web.StreamResponse:
+        key = target.key
+        if request.method == "HEAD":
+            # A HEAD must not start a multi-GB fill: ask the origin for headers only.
+            origin = await self._origin_request(
+                "HEAD", target, self._forward_headers(request, for_fill=False)
+            )
+            try:
+                request[STATUS_KEY] = status
+                return await self._relay(request, origin, status)
+            finally:
+                origin.release()
+        fill = self.fills.get(key)
+        if fill is None and key in self._pending:
+            fill = await asyncio.shield(self._pending[key])
+        if fill is not None:
+            return await self._serve_fill(request, fill, status)
+        future: asyncio.Future[Fill | None] = asyncio.get_running_loop().create_future()
+        self._pending[key] = future
+        try:
+            request_time = self.clock()
+            origin = await self._origin_request(
+                "GET", target, self._forward_headers(request, for_fill=True)
+            )
+            return await self._from_origin(request, target, origin, request_time, status, future)
+        finally:
+            if not future.done():
+                future.set_result(None)
+            if self._pending.get(key) is future:
+                del self._pending[key]
+
+    async def _from_origin(
+        self,
+        request: web.Request,
+        target: cachekey.Target,
+        origin: OriginResponse,
+        request_time: float,
+        status: CacheStatus,
+        future: asyncio.Future[Fill | None] | None = None,
+    ) -> web.StreamResponse:
+        """A full origin response is in: store it while serving it, or relay it."""
+        response_time = self.clock()
+        fill: Fill | None = None
+        if (
+            self.store is not None
+            and origin.status == 200
+            and decide.storable("GET", origin.status, _request_headers(request), origin.headers,
+                                response_time)
+            and not decide.vary_names(origin.headers)  # variants: not stored yet
+        ):
+            meta = StoredResponse(origin.status, tuple(origin.headers), request_time,
+                                  response_time, origin.content_length or 0)
+            try:
+                fill = Fill(target.key, self.store.new_temp_path(), meta, origin.content_length)
+            except StoreError as exc:
+                self.metrics.store_errors.labels("fill_create").inc()
+                log.warning("cannot start fill: %s", exc)
+        if future is not None and not future.done():
+            future.set_result(fill)
+        if fill is None:
+            try:
+                request[STATUS_KEY] = CacheStatus.PASS
+                return await self._relay(request, origin, CacheStatus.PASS)
+            finally:
+                origin.release()
+        self.fills[target.key] = fill
+        task = asyncio.create_task(self._run_fill(fill, origin))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return await self._serve_fill(request, fill, status)
+
+    async def _serve_fill(
+        self, request: web.Request, fill: Fill, status: CacheStatus
+    ) -> web.StreamResponse:
+        request[STATUS_KEY] = status
+        plan = respond.plan(request.method, _request_headers(request), fill.meta.status,
+                            fill.meta.headers, fill.expected)
+        headers = deliver.build_headers(plan.headers, status, self.via)
+        return await deliver.send_fill(request, plan, fill, headers)
+
+    async def _run_fill(self, fill: Fill, origin: OriginResponse) -> None:
+        """Origin body -> temp file -> commit. Runs to the end even if every client leaves."""
+        store = self.store
+        assert store is not None
+        outcome = "committed"
+        try:
+            async for chunk in origin.iter_chunks():
+                fill.append(chunk)
+            if fill.finish():
+                meta = dataclasses.replace(fill.meta, body_size=fill.written)
+                await asyncio.to_thread(store.commit, fill.key, fill.temp_path, meta)
+            else:
+                outcome = "incomplete"
+        except OriginError as exc:
+            outcome = "origin_error"
+            log.warning("fill of %s broke: %s", fill.key, exc.message)
+            fill.fail()
+        except StoreError as exc:
+            outcome = "store_error"
+            self.metrics.store_errors.labels("fill").inc()
+            log.warning("fill of %s could not be stored: %s", fill.key, exc.message)
+            fill.fail()
+        except asyncio.CancelledError:
+            outcome = "incomplete"
+            fill.fail()
+            raise
+        finally:
+            origin.release() if outcome == "committed" else origin.close()
+            if self.fills.get(fill.key) is fill:
+                del self.fills[fill.key]
+            if outcome != "committed":
+                store.discard_temp(fill.temp_path)
+            self.metrics.fills.labels(outcome).inc()
+
+    # -- shared pieces -----------------------------------------------------------------------
+
+    async def _origin_request(
+        self, method: str, target: cachekey.Target, headers: Headers, *, data: object = None
+    ) -> OriginResponse:
+        try:
+            response = await self.origin.request(method, target.path, target.query, headers,
+                                                 data=data)
+        except OriginError as exc:
+            outcome = "timeout" if exc.status == 504 else "error"
+            self.metrics.origin_requests.labels(outcome).inc()
+            raise
+        self.metrics.origin_requests.labels("ok").inc()
+        return response
+
+    async def _relay(
+        self, request: web.Request, origin: OriginResponse, status: CacheStatus
+    ) -> web.StreamResponse:
+        head = request.method == "HEAD" or origin.status in (204, 304) or origin.status < 200
+        plan = respond.Plan(
+            status=origin.status,
+            headers=tuple((k, v) for k, v in origin.headers if k.lower() != "content-length"),
+            offset=0,
+            length=origin.content_length,
+            send_body=not head,
+            content_length=origin.content_length,
+        )
+        headers = deliver.build_headers(plan.headers, status, self.via)
+        return await deliver.relay(request, plan, origin, headers)
+
+    async def _store_call(self, operation: str, fn: Callable[..., object], *args: object) -> None:
+        """Best-effort store write off the event loop: failures are counted, never raised."""
+        try:
+            await asyncio.to_thread(fn, *args)
+        except StoreError as exc:
+            self.metrics.store_errors.labels(operation).inc()
+            log.warning("store %s failed: %s", operation, exc.message)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _merge_304(stored: Headers, fresh: Headers) -> tuple[tuple[str, str], ...]:
+    """RFC 9111 §4.3.4: fields in the 304 replace the stored ones of the same name."""
+    replaced = {k.lower() for k, _ in fresh if k.lower() not in _KEEP_ON_304}
+    kept = [(k, v) for k, v in stored if k.lower() not in replaced]
+    added = [(k, v) for k, v in fresh if k.lower() not in _KEEP_ON_304]
+    return tuple(kept + added)

@@ -1,0 +1,83 @@
+"""Every Prometheus metric, created on an injected CollectorRegistry (never the global one).
+
+Rule: label values come only from closed sets (CacheStatus, method labels, fixed outcomes);
+never a URL, token or client address.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from proxy.status import CacheStatus, method_label
+
+DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
+                    5, 10, 30, 60, 300)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.requests = Counter(
+            "mediaproxy_requests", "Requests answered, by cache status and method.",
+            ["cache_status", "method"], registry=registry,
+        )
+        self.response_bytes = Counter(
+            "mediaproxy_response_bytes", "Body bytes sent to clients, by cache status.",
+            ["cache_status"], registry=registry,
+        )
+        self.duration = Histogram(
+            "mediaproxy_request_duration_seconds",
+            "Time from request to the last body byte handed to the kernel.",
+            ["cache_status"], buckets=DURATION_BUCKETS, registry=registry,
+        )
+        self.origin_requests = Counter(
+            "mediaproxy_origin_requests",
+            "Requests sent to the origin, by outcome (ok, error, timeout).",
+            ["outcome"], registry=registry,
+        )
+        self.fills = Counter(
+            "mediaproxy_fills",
+            "Origin bodies streamed into the store, by outcome "
+            "(committed, incomplete, origin_error, store_error).",
+            ["outcome"], registry=registry,
+        )
+        self.store_errors = Counter(
+            "mediaproxy_store_errors", "Cache directory operations that failed, by operation.",
+            ["operation"], registry=registry,
+        )
+        for status in CacheStatus:
+            self.response_bytes.labels(status.value)
+        for outcome in ("ok", "error", "timeout"):
+            self.origin_requests.labels(outcome)
+        for outcome in ("committed", "incomplete", "origin_error", "store_error"):
+            self.fills.labels(outcome)
+
+    def observe_request(
+        self, status: CacheStatus, method: str, body_bytes: int, seconds: float
+    ) -> None:
+        self.requests.labels(status.value, method_label(method)).inc()
+        if body_bytes:
+            self.response_bytes.labels(status.value).inc(body_bytes)
+        self.duration.labels(status.value).observe(seconds)
+
+
+class StoreCollector(Collector):
+    """Store size and entry count, read from the index at scrape time (shared by all workers)."""
+
+    def __init__(self, volume: Callable[[], int], entries: Callable[[], int]) -> None:
+        self._volume = volume
+        self._entries = entries
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            volume, entries = self._volume(), self._entries()
+        except Exception:  # a broken cache dir must not break /metrics
+            return
+        yield GaugeMetricFamily(
+            "mediaproxy_store_size_bytes", "Bytes used by the cache (index and bodies).", volume
+        )
+        yield GaugeMetricFamily("mediaproxy_store_entries", "Entries in the cache index.", entries)

@@ -1,0 +1,114 @@
+"""The cache's two decisions, as values: what to do with a request, what to do with a response.
+
+Rule: `on_request` chooses Serve / Revalidate / Fetch from the stored response and the clock
+value it is given; `storable` says whether an origin response may be kept (RFC 9111 §3).
+The handler performs the I/O each value names and closes its match with `assert_never`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from proxy.policy.freshness import (
+    HEURISTIC_STATUSES,
+    Heuristic,
+    StoredResponse,
+    current_age,
+    explicit_lifetime,
+    has_validator,
+    lifetime,
+)
+from proxy.policy.headers import Headers, cache_control, get, get_all, get_joined
+
+DEFAULT_HEURISTIC = Heuristic()
+
+# Status codes whose final responses we understand well enough to store (RFC 9111 §3 item 2).
+UNDERSTOOD_STATUSES = HEURISTIC_STATUSES | frozenset({302, 303, 307, 400, 403, 500, 502, 503})
+
+
+@dataclass(frozen=True, slots=True)
+class Serve:
+    age_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Revalidate:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    pass
+
+
+RequestDecision = Serve | Revalidate | Fetch
+
+
+def on_request(
+    stored: StoredResponse,
+    request: Headers,
+    now: float,
+    heuristic: Heuristic = DEFAULT_HEURISTIC,
+) -> RequestDecision:
+    """What to do with a request for which `stored` matched (RFC 9111 §4)."""
+    response_cc = cache_control(stored.headers)
+    request_cc = cache_control(request)  # Pragma is deliberately ignored (RFC 9111 §5.4)
+    age = current_age(stored, now)
+    fresh_for = lifetime(stored.status, stored.headers, stored.response_time, heuristic) - age
+    validator = has_validator(stored.headers)
+    if response_cc.no_cache and not response_cc.arg("no-cache"):
+        return Revalidate() if validator else Fetch()  # RFC 9111 §5.2.2.4
+    if request_cc.no_cache:
+        return Revalidate() if validator else Fetch()  # RFC 9111 §5.2.1.4
+    request_max_age = request_cc.seconds("max-age")
+    if request_max_age is not None and age > request_max_age:
+        return Revalidate() if validator else Fetch()  # RFC 9111 §5.2.1.1
+    min_fresh = request_cc.seconds("min-fresh")
+    if min_fresh is not None and fresh_for < min_fresh:
+        return Revalidate() if validator else Fetch()  # RFC 9111 §5.2.1.3
+    if fresh_for > 0:
+        return Serve(age)
+    return Revalidate() if validator else Fetch()
+
+
+def storable(
+    method: str,
+    status: int,
+    request: Headers,
+    response: Headers,
+    response_time: float,
+) -> bool:
+    """May a shared cache store this response (RFC 9111 §3)? Also refuses what we choose not
+    to keep: a response that sets a cookie (it is never given to another client) and one
+    with neither freshness nor a validator (it could never be reused)."""
+    if method != "GET" or status not in UNDERSTOOD_STATUSES:
+        return False
+    response_cc = cache_control(response)
+    request_cc = cache_control(request)
+    if response_cc.no_store or request_cc.no_store:
+        return False
+    if response_cc.private:
+        return False  # RFC 9111 §5.2.2.7: shared caches must not store
+    if get(request, "authorization") is not None and not (
+        response_cc.public or response_cc.must_revalidate or response_cc.has("s-maxage")
+    ):
+        return False  # RFC 9111 §3.5
+    if get(response, "set-cookie") is not None:
+        return False
+    vary = get_joined(response, "vary")
+    if vary is not None and any(v.strip() == "*" for v in vary.split(",")):
+        return False  # RFC 9111 §4.1: Vary: * never matches
+    explicit = explicit_lifetime(response, response_time)
+    if explicit is None and status not in HEURISTIC_STATUSES and not response_cc.public:
+        return False
+    fresh = lifetime(status, response, response_time) > 0
+    return fresh or has_validator(response)
+
+
+def vary_names(response: Headers) -> tuple[str, ...]:
+    """Lower-cased, sorted request header names selected by Vary."""
+    names = {
+        name.strip().lower() for value in get_all(response, "vary") for name in value.split(",")
+    }
+    names.discard("")
+    return tuple(sorted(names))

@@ -1,0 +1,176 @@
+"""Process model: one process (workers = 1), or a supervisor with N worker processes.
+
+Rule: workers bind the public port themselves with SO_REUSEPORT (the kernel spreads
+connections) and share the cache directory; the supervisor owns the admin listener,
+aggregates metrics across workers (prometheus multiprocess mode) and restarts a worker that
+dies. SIGTERM/SIGINT stop everything gracefully within server.shutdown_timeout_seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from proxy.app import STORE_KEY, create_admin_app, create_app, open_store
+from proxy.config import Config
+from proxy.logs import AccessLogger
+from proxy.store.index import Store
+
+log = logging.getLogger(__name__)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def _host_port(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def _stop_event() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def _start_site(runner: web.AppRunner, listen: str, *, reuse_port: bool = False) -> None:
+    host, port = _host_port(listen)
+    site = web.TCPSite(runner, host, port, reuse_port=reuse_port, backlog=1024)
+    await site.start()
+
+
+def _access_log_args(config: Config) -> dict[str, object]:
+    if not config.log.access_log:
+        return {"access_log": None}
+    return {"access_log_class": AccessLogger,
+            "access_log": logging.getLogger("mediaproxy.access")}
+
+
+async def run_single(config: Config) -> None:
+    """workers = 1: public and admin listeners in this process."""
+    registry = CollectorRegistry()
+    public = create_app(config, registry=registry)
+    admin = create_admin_app(config, registry, lambda: public.get(STORE_KEY))
+    public_runner = web.AppRunner(public, shutdown_timeout=config.server.shutdown_timeout_seconds,
+                                  **_access_log_args(config))  # type: ignore[arg-type]
+    admin_runner = web.AppRunner(admin, access_log=None)
+    await public_runner.setup()
+    await admin_runner.setup()
+    try:
+        await _start_site(public_runner, config.server.listen)
+        await _start_site(admin_runner, config.server.admin_listen)
+        log.info("mediaproxy serving on %s (admin %s), origin %s", config.server.listen,
+                 config.server.admin_listen, config.origin.url)
+        await _stop_event().wait()
+        log.info("stopping")
+    finally:
+        await admin_runner.cleanup()
+        await public_runner.cleanup()
+
+
+async def run_worker(config: Config, index: int) -> None:
+    """One of N workers: the public listener only, SO_REUSEPORT."""
+    public = create_app(config, registry=CollectorRegistry())
+    runner = web.AppRunner(public, shutdown_timeout=config.server.shutdown_timeout_seconds,
+                           **_access_log_args(config))  # type: ignore[arg-type]
+    await runner.setup()
+    try:
+        await _start_site(runner, config.server.listen, reuse_port=True)
+        log.info("worker %d (pid %d) serving on %s", index, os.getpid(), config.server.listen)
+        await _stop_event().wait()
+    finally:
+        await runner.cleanup()
+
+
+class Supervisor:
+    def __init__(self, config: Config, config_path: str | None) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.children: dict[int, subprocess.Popen[bytes]] = {}
+        self.multiproc_dir = Path(tempfile.mkdtemp(prefix="mediaproxy-metrics-"))
+        self.store: Store | None = None
+
+    def _spawn(self, index: int) -> None:
+        from prometheus_client import multiprocess
+
+        old = self.children.get(index)
+        if old is not None:
+            multiprocess.mark_process_dead(old.pid, str(self.multiproc_dir))  # type: ignore[no-untyped-call]
+        args = [sys.executable, "-m", "proxy", "worker", "--index", str(index)]
+        if self.config_path is not None:
+            args += ["--config", self.config_path]
+        env = dict(os.environ, **{MULTIPROC_ENV: str(self.multiproc_dir)})
+        self.children[index] = subprocess.Popen(args, env=env)
+
+    async def run(self) -> None:
+        # Sweep before any worker starts: nothing can be filling yet.
+        self.store = open_store(self.config)
+        os.environ[MULTIPROC_ENV] = str(self.multiproc_dir)
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(  # type: ignore[no-untyped-call]
+            registry, path=str(self.multiproc_dir)
+        )
+        admin = create_admin_app(self.config, registry, lambda: self.store)
+        runner = web.AppRunner(admin, access_log=None)
+        await runner.setup()
+        stop = _stop_event()
+        try:
+            for index in range(self.config.server.workers):
+                self._spawn(index)
+            await _start_site(runner, self.config.server.admin_listen)
+            log.info("supervisor %d: %d workers on %s (admin %s)", os.getpid(),
+                     self.config.server.workers, self.config.server.listen,
+                     self.config.server.admin_listen)
+            restarts: dict[int, float] = {}
+            while not stop.is_set():
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.5)
+                for index, child in list(self.children.items()):
+                    if child.poll() is not None and not stop.is_set():
+                        # Back off a worker that dies at once, so a bad config cannot spin.
+                        if time.monotonic() - restarts.get(index, 0.0) < 1.0:
+                            await asyncio.sleep(1.0)
+                        log.warning("worker %d exited with %s, restarting", index,
+                                    child.returncode)
+                        restarts[index] = time.monotonic()
+                        self._spawn(index)
+        finally:
+            await self._stop_children()
+            await runner.cleanup()
+            if self.store is not None:
+                self.store.close()
+            shutil.rmtree(self.multiproc_dir, ignore_errors=True)
+
+    async def _stop_children(self) -> None:
+        for child in self.children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.config.server.shutdown_timeout_seconds + 2
+        while time.monotonic() < deadline and any(c.poll() is None for c in self.children.values()):
+            await asyncio.sleep(0.05)
+        for child in self.children.values():
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+
+
+def serve(config: Config, config_path: str | None) -> None:
+    if config.server.workers == 1:
+        asyncio.run(run_single(config))
+    else:
+        asyncio.run(Supervisor(config, config_path).run())

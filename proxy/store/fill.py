@@ -1,0 +1,89 @@
+"""A fill: one origin body streaming into a temp file that any number of readers tail.
+
+Rule: the temp file only grows; `written` is advanced after the bytes are in the file, so a
+reader may send anything below it. A fill is committed only when it reached its expected
+size (or a clean end of a body of unknown length); otherwise its temp file is discarded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import io
+import os
+
+from proxy.errors import StoreError
+from proxy.policy.freshness import StoredResponse
+
+
+class FillState(enum.Enum):
+    RUNNING = "running"
+    COMPLETE = "complete"
+    FAILED = "failed"
+
+
+class Fill:
+    def __init__(self, key: str, temp_path: str, meta: StoredResponse, expected: int | None):
+        self.key = key
+        self.temp_path = temp_path
+        self.meta = meta  # headers as received; body_size fixed at completion
+        self.expected = expected  # Content-Length, or None for a body of unknown length
+        self.written = 0
+        self.state = FillState.RUNNING
+        self.readers = 0
+        self._changed = asyncio.Event()
+        try:
+            self._fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except OSError as exc:
+            raise StoreError(f"cannot create temp file: {exc}") from exc
+
+    def open_reader(self) -> io.FileIO:
+        """A read handle on the growing file, opened now (it survives the later rename)."""
+        self.readers += 1
+        return io.FileIO(self.temp_path, "r")
+
+    def release_reader(self, handle: io.FileIO) -> None:
+        self.readers -= 1
+        handle.close()
+
+    def append(self, chunk: bytes) -> None:
+        """Write a chunk (page-cache write, no thread hop); wake the readers."""
+        view = memoryview(chunk)
+        try:
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+        except OSError as exc:
+            raise StoreError(f"temp write failed: {exc}") from exc
+        self.written += len(chunk)
+        self._wake()
+
+    def finish(self) -> bool:
+        """Close the temp file; True when the body is complete and may be committed."""
+        self._close_fd()
+        complete = self.expected is None or self.written == self.expected
+        self.state = FillState.COMPLETE if complete else FillState.FAILED
+        self._wake()
+        return complete
+
+    def fail(self) -> None:
+        self._close_fd()
+        self.state = FillState.FAILED
+        self._wake()
+
+    async def wait_beyond(self, offset: int) -> None:
+        """Return once bytes past `offset` exist or the fill has ended."""
+        while self.written <= offset and self.state is FillState.RUNNING:
+            await self._changed.wait()
+
+    def _wake(self) -> None:
+        # Swap in a fresh event so waiters that arrive later block until the next change.
+        event, self._changed = self._changed, asyncio.Event()
+        event.set()
+
+    def _close_fd(self) -> None:
+        if self._fd >= 0:
+            try:
+                os.close(self._fd)
+            finally:
+                self._fd = -1

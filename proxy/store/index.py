@@ -1,0 +1,275 @@
+"""The cache index: one diskcache.Cache (rows + hashed body dirs) plus reads that open the body.
+
+Rule: a lookup opens the body file at once and returns the open file with its metadata; the
+response is served from that fd only, so a later overwrite, purge or eviction can never mix
+versions. A row whose file is missing or of the wrong size is a miss (and the row is dropped).
+Reads bypass diskcache's LRU write-per-get: access times are batched and flushed periodically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import shutil
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import diskcache
+
+from proxy.errors import StoreError
+from proxy.policy.freshness import StoredResponse
+from proxy.store.disk import Adopt, MediaDisk
+
+log = logging.getLogger(__name__)
+
+TMP_DIR = "tmp"
+
+
+@dataclass(slots=True)
+class CachedBody:
+    """A lookup result: metadata and the body file, already open. Close it when done."""
+
+    key: str
+    filename: str
+    meta: StoredResponse
+    file: io.FileIO
+
+    @property
+    def size(self) -> int:
+        return self.meta.body_size
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def encode_meta(meta: StoredResponse) -> bytes:
+    return json.dumps(
+        {
+            "status": meta.status,
+            "headers": [list(h) for h in meta.headers],
+            "request_time": meta.request_time,
+            "response_time": meta.response_time,
+            "body_size": meta.body_size,
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def decode_meta(raw: bytes) -> StoredResponse:
+    data = json.loads(raw)
+    return StoredResponse(
+        status=int(data["status"]),
+        headers=tuple((str(k), str(v)) for k, v in data["headers"]),
+        request_time=float(data["request_time"]),
+        response_time=float(data["response_time"]),
+        body_size=int(data["body_size"]),
+    )
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Store:
+    """One per process. Safe to share a directory between processes (SQLite WAL + flock-free
+    writes: every write is a single diskcache transaction)."""
+
+    def __init__(self, directory: str | Path, *, max_size_bytes: int) -> None:
+        self.directory = Path(directory)
+        self.tmp_dir = self.directory / TMP_DIR
+        try:
+            self.tmp_dir.mkdir(parents=True, exist_ok=True)
+            self.cache = diskcache.Cache(
+                str(self.directory),
+                disk=MediaDisk,
+                size_limit=max_size_bytes,
+                eviction_policy="least-recently-used",
+                cull_limit=10,
+                statistics=False,
+                disk_min_file_size=0,
+                sqlite_mmap_size=2**26,
+            )
+            self._reader = sqlite3.connect(
+                str(self.directory / "cache.db"), isolation_level=None, check_same_thread=False
+            )
+            self._reader.execute("PRAGMA busy_timeout = 5000")
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open cache directory {self.directory}: {exc}") from exc
+        self._lock = threading.Lock()
+        self._accessed: dict[int, float] = {}
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def lookup(self, key: str, now: float | None = None) -> CachedBody | None:
+        try:
+            with self._lock:
+                row = self._reader.execute(
+                    "SELECT rowid, size, filename, value FROM Cache WHERE key = ? AND raw = 1",
+                    (key,),
+                ).fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"index read failed: {exc}") from exc
+        if row is None:
+            return None
+        rowid, size, filename, value = row
+        if filename is None or value is None:
+            return None
+        path = os.path.join(self.cache.directory, filename)
+        try:
+            body = io.FileIO(path, "r")
+        except OSError:
+            # Replaced or removed between the row read and the open: the row we read is gone
+            # or about to be; treat as a miss.
+            return None
+        try:
+            meta = decode_meta(bytes(value))
+            if os.fstat(body.fileno()).st_size != size or meta.body_size != size:
+                log.warning("cache body has the wrong size, dropping entry", extra={"key": key})
+                body.close()
+                self.delete(key)
+                return None
+        except (ValueError, KeyError, TypeError, OSError):
+            body.close()
+            self.delete(key)
+            return None
+        self._accessed[rowid] = time.time() if now is None else now
+        return CachedBody(key, filename, meta, body)
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def new_temp_path(self) -> str:
+        # The pid in the name lets a starting worker sweep only the files of dead processes.
+        return str(self.tmp_dir / f"{os.getpid()}.{uuid.uuid4().hex}.part")
+
+    def commit(self, key: str, temp_path: str, meta: StoredResponse) -> None:
+        """Adopt the complete temp file as the body of `key` (replacing any older entry)."""
+        try:
+            self.cache.set(key, Adopt(temp_path, meta.body_size, encode_meta(meta)), retry=True)
+        except (OSError, sqlite3.Error, diskcache.Timeout) as exc:
+            raise StoreError(f"commit failed: {exc}") from exc
+
+    def refresh(self, key: str, expected_filename: str | None, meta: StoredResponse) -> bool:
+        """Replace the metadata of `key` without touching the body (RFC 9111 §4.3.4)."""
+        try:
+            with self.cache.transact(retry=True):
+                row = self.cache._sql(
+                    "SELECT rowid, filename FROM Cache WHERE key = ? AND raw = 1", (key,)
+                ).fetchone()
+                if row is None or (expected_filename is not None and row[1] != expected_filename):
+                    return False
+                self.cache._sql(
+                    "UPDATE Cache SET value = ? WHERE rowid = ?",
+                    (sqlite3.Binary(encode_meta(meta)), row[0]),
+                )
+            return True
+        except (OSError, sqlite3.Error, diskcache.Timeout) as exc:
+            raise StoreError(f"refresh failed: {exc}") from exc
+
+    def delete(self, key: str) -> bool:
+        try:
+            return bool(self.cache.delete(key, retry=True))
+        except (OSError, sqlite3.Error, diskcache.Timeout) as exc:
+            raise StoreError(f"delete failed: {exc}") from exc
+
+    def discard_temp(self, temp_path: str) -> None:
+        try:
+            os.unlink(temp_path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.warning("could not remove temp file %s: %s", temp_path, exc)
+
+    # -- maintenance -----------------------------------------------------------------------
+
+    def flush_access_times(self) -> int:
+        """Write the batched access times (LRU order) in one transaction."""
+        with self._lock:
+            pending, self._accessed = self._accessed, {}
+        if not pending:
+            return 0
+        try:
+            with self.cache.transact(retry=True):
+                self.cache._con.executemany(
+                    "UPDATE Cache SET access_time = ?, access_count = access_count + 1"
+                    " WHERE rowid = ?",
+                    [(t, rowid) for rowid, t in pending.items()],
+                )
+        except (OSError, sqlite3.Error, diskcache.Timeout) as exc:
+            raise StoreError(f"access-time flush failed: {exc}") from exc
+        return len(pending)
+
+    def cull(self) -> int:
+        """Evict least recently used entries until the size limit holds (diskcache culls at
+        most `cull_limit` rows per set, so without this a burst of fills overshoots)."""
+        try:
+            return int(self.cache.cull(retry=True))
+        except (OSError, sqlite3.Error, diskcache.Timeout) as exc:
+            raise StoreError(f"cull failed: {exc}") from exc
+
+    def volume(self) -> int:
+        try:
+            return int(self.cache.volume())
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"volume failed: {exc}") from exc
+
+    def entry_count(self) -> int:
+        try:
+            with self._lock:
+                row = self._reader.execute("SELECT COUNT(*) FROM Cache").fetchone()
+            return int(row[0])
+        except sqlite3.Error as exc:
+            raise StoreError(f"count failed: {exc}") from exc
+
+    def sweep_temp(self) -> int:
+        """Remove temp files left by processes that no longer run (a crashed fill's)."""
+        removed = 0
+        try:
+            entries = list(os.scandir(self.tmp_dir))
+        except OSError:
+            return 0
+        for entry in entries:
+            pid_text = entry.name.split(".", 1)[0]
+            if pid_text.isdigit() and _alive(int(pid_text)):
+                continue
+            try:
+                os.unlink(entry.path)
+                removed += 1
+            except OSError:
+                continue
+        return removed
+
+    def writable(self) -> bool:
+        probe = self.tmp_dir / f".probe-{os.getpid()}"
+        try:
+            probe.write_bytes(b"")
+            probe.unlink()
+            return True
+        except OSError:
+            return False
+
+    def close(self) -> None:
+        with contextlib.suppress(StoreError):
+            self.flush_access_times()
+        with self._lock:
+            self._reader.close()
+        self.cache.close()
+
+    def destroy(self) -> None:
+        """Remove the whole cache directory (tests and `mediaproxy cache clear`)."""
+        self.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
