@@ -121,9 +121,8 @@ class Config:
         return self
 
 
-def _coerce(value: Any, kind: Any, key: str) -> Any:
+def _coerce(value: Any, kind: Any, key: str, *, from_env: bool = False) -> Any:
     """Check a TOML value (or convert an environment string) against a field's type."""
-    from_env = isinstance(value, str) and kind is not str
     if kind is bool:
         if from_env:
             lowered = value.lower()
@@ -182,7 +181,9 @@ def _build(data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
         for key, kind in types_.items():
             env_name = f"{ENV_PREFIX}{section}_{key}".upper()
             if env_name in env:
-                values[key] = _coerce(env[env_name], kind, f"{section}.{key} (from {env_name})")
+                values[key] = _coerce(
+                    env[env_name], kind, f"{section}.{key} (from {env_name})", from_env=True
+                )
             elif key in raw:
                 values[key] = _coerce(raw[key], kind, f"{section}.{key}")
         sections[section] = section_cls(**values)

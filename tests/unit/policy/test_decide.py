@@ -1,0 +1,75 @@
+import pytest
+
+from proxy.policy.decide import Fetch, Revalidate, Serve, on_request, storable, vary_names
+from proxy.policy.freshness import StoredResponse
+from proxy.policy.headers import format_http_date
+
+T = 1_700_000_000.0
+VALIDATED = [("ETag", '"1"'), ("Date", format_http_date(T))]
+
+
+def stored(*fields: tuple[str, str]) -> StoredResponse:
+    return StoredResponse(200, tuple(fields), T, T, 10)
+
+
+@pytest.mark.parametrize(
+    ("fields", "req", "now", "expected"),
+    [
+        ([("Cache-Control", "max-age=60"), *VALIDATED], [], T + 10, Serve(10)),
+        ([("Cache-Control", "max-age=60"), *VALIDATED], [], T + 61, Revalidate()),
+        ([("Cache-Control", "max-age=60")], [], T + 61, Fetch()),  # no validator
+        ([("Cache-Control", "no-cache, max-age=60"), *VALIDATED], [], T, Revalidate()),
+        # qualified no-cache="field" does not force revalidation of the whole response
+        ([("Cache-Control", 'no-cache="set-cookie", max-age=60'), *VALIDATED], [], T, Serve(0)),
+        ([("Cache-Control", "max-age=60"), *VALIDATED], [("Cache-Control", "no-cache")], T,
+         Revalidate()),
+        # Pragma from the client is ignored (RFC 9111 §5.4)
+        ([("Cache-Control", "max-age=60"), *VALIDATED], [("Pragma", "no-cache")], T, Serve(0)),
+        ([("Cache-Control", "max-age=60"), *VALIDATED], [("Cache-Control", "max-age=5")],
+         T + 10, Revalidate()),
+        ([("Cache-Control", "max-age=60"), *VALIDATED], [("Cache-Control", "min-fresh=55")],
+         T + 10, Revalidate()),
+        ([("Cache-Control", "max-age=60"), *VALIDATED],
+         [("Cache-Control", "nothing-to-see-here")], T + 10, Serve(10)),
+        ([("Cache-Control", "max-age=0"), *VALIDATED], [], T, Revalidate()),
+    ],
+)
+def test_on_request(fields: list[tuple[str, str]], req: list[tuple[str, str]], now: float,
+                    expected: object) -> None:
+    assert on_request(stored(*fields), req, now) == expected
+
+
+@pytest.mark.parametrize(
+    ("method", "status", "req", "response", "expected"),
+    [
+        ("GET", 200, [], [("Cache-Control", "max-age=60")], True),
+        ("GET", 200, [], [("ETag", '"x"')], True),  # validator only: stored, revalidated
+        ("GET", 200, [], [], False),  # neither freshness nor validator
+        ("HEAD", 200, [], [("Cache-Control", "max-age=60")], False),
+        ("POST", 200, [], [("Cache-Control", "max-age=60")], False),
+        ("GET", 206, [], [("Cache-Control", "max-age=60")], False),
+        ("GET", 200, [], [("Cache-Control", "no-store, max-age=60")], False),
+        ("GET", 200, [("Cache-Control", "no-store")], [("Cache-Control", "max-age=60")], False),
+        ("GET", 200, [], [("Cache-Control", "private, max-age=60")], False),
+        ("GET", 200, [("Authorization", "Bearer x")], [("Cache-Control", "max-age=60")], False),
+        ("GET", 200, [("Authorization", "Bearer x")], [("Cache-Control", "public, max-age=60")],
+         True),
+        ("GET", 200, [("Authorization", "Bearer x")], [("Cache-Control", "s-maxage=60")], True),
+        ("GET", 200, [], [("Cache-Control", "max-age=60"), ("Set-Cookie", "a=b")], False),
+        ("GET", 200, [], [("Cache-Control", "max-age=60"), ("Vary", "*")], False),
+        ("GET", 200, [], [("Cache-Control", "max-age=60"), ("Vary", "Accept, *")], False),
+        ("GET", 302, [], [("ETag", '"x"')], False),  # not heuristically cacheable, no lifetime
+        ("GET", 302, [], [("Cache-Control", "max-age=60")], True),
+        ("GET", 404, [], [("Cache-Control", "max-age=60")], True),
+        ("GET", 599, [], [("Cache-Control", "max-age=60")], False),  # not understood
+    ],
+)
+def test_storable(method: str, status: int, req: list[tuple[str, str]],
+                  response: list[tuple[str, str]], expected: bool) -> None:
+    assert storable(method, status, req, response, T) is expected
+
+
+def test_vary_names_normalised() -> None:
+    assert vary_names([("Vary", "Accept-Encoding, accept"), ("Vary", " Origin ")]) == (
+        "accept", "accept-encoding", "origin")
+    assert vary_names([]) == ()

@@ -1,0 +1,67 @@
+from proxy.policy import headers as h
+
+
+def test_cache_control_parsing_is_case_insensitive_and_keeps_unknown() -> None:
+    cc = h.parse_cache_control(['Max-Age=60, no-cache="set-cookie", foo', "S-MAXAGE=5"])
+    assert cc.seconds("max-age") == 60
+    assert cc.seconds("s-maxage") == 5
+    assert cc.arg("no-cache") == "set-cookie"
+    assert cc.has("foo")
+    assert not cc.no_store
+
+
+def test_quoted_commas_do_not_split() -> None:
+    cc = h.parse_cache_control(['private="a, b", max-age=3'])
+    assert cc.arg("private") == "a, b"
+    assert cc.seconds("max-age") == 3
+
+
+def test_malformed_delta_seconds_reads_as_zero() -> None:
+    cc = h.parse_cache_control(["max-age=abc"])
+    assert cc.seconds("max-age") == 0
+    assert h.parse_cache_control(["max-age=-1"]).seconds("max-age") == 0
+
+
+def test_huge_delta_is_capped() -> None:
+    assert h.parse_delta_seconds("99999999999999999999") == h.MAX_DELTA_SECONDS
+
+
+def test_http_date_three_formats() -> None:
+    expected = 784111777.0
+    assert h.parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT") == expected
+    assert h.parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT") == expected
+    assert h.parse_http_date("Sun Nov  6 08:49:37 1994") == expected
+    assert h.format_http_date(expected) == "Sun, 06 Nov 1994 08:49:37 GMT"
+
+
+def test_bad_dates_are_none() -> None:
+    for bad in ["", "yesterday", "0", "Sun, 99 Nov 1994 08:49:37 GMT", "x" * 100, None]:
+        assert h.parse_http_date(bad) is None
+
+
+def test_hop_by_hop_and_connection_named_fields_are_dropped() -> None:
+    fields = [
+        ("Connection", "close, X-Secret"),
+        ("Keep-Alive", "timeout=5"),
+        ("Transfer-Encoding", "chunked"),
+        ("X-Secret", "1"),
+        ("Proxy-Authorization", "Basic x"),
+        ("Content-Type", "image/png"),
+        ("X-Custom", "kept"),
+    ]
+    assert h.end_to_end(fields) == [("Content-Type", "image/png"), ("X-Custom", "kept")]
+
+
+def test_etag_lists() -> None:
+    assert h.parse_etag_list("*") == h.ANY
+    tags = h.parse_etag_list('"a", W/"b", bogus')
+    assert tags == [h.ETag('"a"', False), h.ETag('"b"', True)]
+    assert h.parse_etag('W/"x"') == h.ETag('"x"', True)
+    assert h.parse_etag("noquotes") is None
+
+
+def test_strong_and_weak_comparison() -> None:
+    a, weak_a = h.ETag('"1"', False), h.ETag('"1"', True)
+    assert h.strong_match(a, a)
+    assert not h.strong_match(a, weak_a)
+    assert h.weak_match(a, weak_a)

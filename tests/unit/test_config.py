@@ -1,0 +1,61 @@
+from pathlib import Path
+
+import pytest
+
+from proxy import config
+from proxy.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_defaults_are_valid() -> None:
+    c = config.from_dict({})
+    assert c.server.workers == 1 and c.cache.max_size_bytes > 0
+
+
+@pytest.mark.parametrize("name", ["mediaproxy.toml", "production.example.toml"])
+def test_shipped_configs_load(name: str) -> None:
+    config.load(ROOT / "config" / name, env={})
+
+
+def test_env_overrides_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[cache]\ndir = "/from/file"\n[server]\nworkers = 2\n')
+    c = config.load(path, env={"MEDIAPROXY_CACHE_DIR": "/from/env", "MEDIAPROXY_LOG_ACCESS_LOG":
+                               "false", "MEDIAPROXY_ORIGIN_READ_TIMEOUT_SECONDS": "2.5"})
+    assert c.cache.dir == "/from/env"
+    assert c.server.workers == 2
+    assert c.log.access_log is False
+    assert c.origin.read_timeout_seconds == 2.5
+
+
+@pytest.mark.parametrize(
+    ("data", "env", "message"),
+    [
+        ({"cache": {"size": 1}}, {}, "cache.size: unknown key"),
+        ({"cach": {}}, {}, "cach: unknown section"),
+        ({"cache": {"max_size_bytes": "big"}}, {}, "cache.max_size_bytes: expected an integer"),
+        ({"cache": {"max_size_bytes": 10}}, {}, "cache.max_size_bytes: must be >= 1048576"),
+        ({"server": {"workers": 0}}, {}, "server.workers"),
+        ({"server": {"listen": "nope"}}, {}, "server.listen: expected HOST:PORT"),
+        ({"origin": {"url": "ftp://x"}}, {}, "origin.url"),
+        ({"log": {"format": "xml"}}, {}, "log.format"),
+        ({"log": {"access_log": "yes"}}, {}, "log.access_log: expected true or false"),
+        ({}, {"MEDIAPROXY_SERVER_WORKERS": "two"}, "MEDIAPROXY_SERVER_WORKERS"),
+        ({"cache": []}, {}, "cache: expected a table"),
+    ],
+)
+def test_bad_values_name_the_key(data: dict[str, object], env: dict[str, str],
+                                 message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        config.from_dict(data, env)
+    assert message in err.value.message
+
+
+def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[cache\n")
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        config.load(bad, env={})
+    with pytest.raises(ConfigError, match="not found"):
+        config.load(tmp_path / "missing.toml", env={})
