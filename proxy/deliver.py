@@ -21,7 +21,11 @@ from proxy.policy.respond import Plan
 from proxy.status import CacheStatus
 from proxy.store.fill import Fill, FillState
 
-BYTES_KEY = "mediaproxy.body_bytes"
+BYTES_KEY = web.RequestKey("body_bytes", int)
+
+
+class FillClosed(Exception):
+    """The fill ended and closed before this reader joined; look the key up again."""
 
 
 class Truncated(Exception):
@@ -82,8 +86,10 @@ async def send_fill(
     request: web.BaseRequest, plan: Plan, fill: Fill, headers: CIMultiDict[str]
 ) -> web.StreamResponse:
     """Tail a growing fill: send each byte range as soon as it is in the temp file."""
-    response = _response(plan, headers)
     handle = fill.open_reader()
+    if handle is None:
+        raise FillClosed()
+    response = _response(plan, headers)
     try:
         await response.prepare(request)
         if not plan.send_body:

@@ -28,8 +28,8 @@ from proxy.store.index import CachedBody, Store
 
 log = logging.getLogger(__name__)
 
-STATUS_KEY = "mediaproxy.cache_status"
-KEY_KEY = "mediaproxy.cache_key"
+STATUS_KEY = web.RequestKey("cache_status", CacheStatus)
+KEY_KEY = web.RequestKey("cache_key", str)
 
 # Never forwarded on a fill or revalidation: we ask for the whole current representation and
 # evaluate the client's own conditions and ranges against it ourselves.
@@ -123,6 +123,13 @@ class Proxy:
     # -- GET / HEAD ------------------------------------------------------------------------
 
     async def _cacheable(self, request: web.Request) -> web.StreamResponse:
+        try:
+            return await self._lookup_and_serve(request)
+        except deliver.FillClosed:
+            # The fill we joined completed meanwhile: its entry is in the store now.
+            return await self._lookup_and_serve(request)
+
+    async def _lookup_and_serve(self, request: web.Request) -> web.StreamResponse:
         target = self._target(request)
         key = target.key
         request[KEY_KEY] = key
@@ -200,6 +207,10 @@ class Proxy:
         self, request: web.Request, target: cachekey.Target, status: CacheStatus
     ) -> web.StreamResponse:
         key = target.key
+        fill = self.fills.get(key)
+        if fill is not None:
+            # Joining someone else's fill costs the origin nothing: a hit.
+            return await self._serve_fill(request, fill, CacheStatus.HIT)
         if request.method == "HEAD":
             # A HEAD must not start a multi-GB fill: ask the origin for headers only.
             origin = await self._origin_request(
@@ -210,11 +221,11 @@ class Proxy:
                 return await self._relay(request, origin, status)
             finally:
                 origin.release()
-        fill = self.fills.get(key)
-        if fill is None and key in self._pending:
+        if key in self._pending:
             fill = await asyncio.shield(self._pending[key])
         if fill is not None:
-            return await self._serve_fill(request, fill, status)
+            # Joining someone else's fill costs the origin nothing: a hit.
+            return await self._serve_fill(request, fill, CacheStatus.HIT)
         future: asyncio.Future[Fill | None] = asyncio.get_running_loop().create_future()
         self._pending[key] = future
         try:
@@ -273,8 +284,10 @@ class Proxy:
         self, request: web.Request, fill: Fill, status: CacheStatus
     ) -> web.StreamResponse:
         request[STATUS_KEY] = status
+        # Age only on answers from the cache (RFC 9111 §5.1), i.e. for those joining a fill.
+        age = current_age(fill.meta, self.clock()) if status is CacheStatus.HIT else None
         plan = respond.plan(request.method, _request_headers(request), fill.meta.status,
-                            fill.meta.headers, fill.expected)
+                            fill.meta.headers, fill.expected, age)
         headers = deliver.build_headers(plan.headers, status, self.via)
         return await deliver.send_fill(request, plan, fill, headers)
 
@@ -308,6 +321,7 @@ class Proxy:
             origin.release() if outcome == "committed" else origin.close()
             if self.fills.get(fill.key) is fill:
                 del self.fills[fill.key]
+            fill.close()
             if outcome != "committed":
                 store.discard_temp(fill.temp_path)
             self.metrics.fills.labels(outcome).inc()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from typing import Any
@@ -69,6 +70,7 @@ class AccessLogger(AbstractAccessLogger):
                 "body_bytes": request.get(BYTES_KEY, response.body_length),
                 "duration_ms": round(time_ * 1000, 3),
                 "remote": request.remote,
+                "pid": os.getpid(),
                 "ts_end": round(time.time(), 3),
             },
         )

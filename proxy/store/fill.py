@@ -34,13 +34,24 @@ class Fill:
         self._changed = asyncio.Event()
         try:
             self._fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            # Readers dup this fd rather than open the path: the path disappears at commit
+            # (renamed into the cache) or at discard, while joiners may still arrive.
+            self._read_fd = os.open(temp_path, os.O_RDONLY)
         except OSError as exc:
             raise StoreError(f"cannot create temp file: {exc}") from exc
 
-    def open_reader(self) -> io.FileIO:
-        """A read handle on the growing file, opened now (it survives the later rename)."""
+    def open_reader(self) -> io.FileIO | None:
+        """A read handle on the growing file; None once the fill has been closed."""
+        if self._read_fd < 0:
+            return None
         self.readers += 1
-        return io.FileIO(self.temp_path, "r")
+        return io.FileIO(os.dup(self._read_fd), "r")
+
+    def close(self) -> None:
+        """No more readers may join (they find the committed entry in the store instead)."""
+        if self._read_fd >= 0:
+            os.close(self._read_fd)
+            self._read_fd = -1
 
     def release_reader(self, handle: io.FileIO) -> None:
         self.readers -= 1

@@ -1,0 +1,138 @@
+"""Shared fixtures: the real reference origin and the real proxy, each on a real loopback port.
+
+Nothing is mocked: the origin is `origin.app.create_app` over SQLite in tmp_path, the proxy is
+`proxy.app.create_app` with its cache directory in tmp_path, and they talk HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from origin import app as origin_app
+from proxy import config as config_mod
+from proxy.app import create_app
+
+ADMIN_TOKEN = "test-admin-token"
+TIMEOUT = aiohttp.ClientTimeout(total=60)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+async def raw_request(port: int, text: str, timeout: float = 10.0) -> bytes:
+    """Send bytes exactly as given (clients normalise URLs; attackers do not) and read the
+    answer until the server closes or `timeout` passes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(text.encode("latin-1"))
+        await writer.drain()
+        data = b""
+        try:
+            while chunk := await asyncio.wait_for(reader.read(65536), timeout):
+                data += chunk
+                if b"\r\n\r\n" in data and b"Content-Length: " in data:
+                    head, _, body = data.partition(b"\r\n\r\n")
+                    length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+                    if len(body) >= length:
+                        break
+        except TimeoutError:
+            pass
+        return data
+    finally:
+        writer.close()
+
+
+@dataclass
+class Origin:
+    server: TestServer
+    app: web.Application
+    session: aiohttp.ClientSession
+
+    @property
+    def url(self) -> str:
+        return str(self.server.make_url("")).rstrip("/")
+
+    def count(self, path: str, method: str = "GET") -> int:
+        return int(self.app[origin_app.STATS_KEY].count(method=method, path=path))
+
+    async def publish(self, path: str, body: bytes, **headers: str) -> dict[str, Any]:
+        send = {"Authorization": f"Bearer {ADMIN_TOKEN}",
+                **{k.replace("_", "-"): v for k, v in headers.items()}}
+        async with self.session.put(self.url + path, data=body, headers=send) as r:
+            assert r.status in (200, 201), await r.text()
+            return dict(await r.json())
+
+    async def admin(self, method: str, path: str, json: Any = None) -> int:
+        async with self.session.request(
+            method, self.url + path, json=json,
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        ) as r:
+            await r.read()
+            return r.status
+
+    async def fault(self, **spec: Any) -> None:
+        assert await self.admin("POST", "/_origin/faults", spec) in (200, 201, 204)
+
+
+@pytest.fixture
+async def origin(tmp_path: Path) -> AsyncIterator[Origin]:
+    app = origin_app.create_app(tmp_path / "origin.sqlite3", admin_token=ADMIN_TOKEN)
+    server = TestServer(app, host="127.0.0.1", port=free_port())
+    await server.start_server()
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+        yield Origin(server, app, session)
+    await server.close()
+
+
+ProxyFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
+
+
+@pytest.fixture
+async def make_proxy(tmp_path: Path, origin: Origin) -> AsyncIterator[ProxyFactory]:
+    """Start a proxy in front of `origin`; keyword arguments are config sections."""
+    clients: list[TestClient[web.Request, web.Application]] = []
+
+    async def start(
+        clock: Callable[[], float] | None = None, **sections: dict[str, Any]
+    ) -> TestClient[web.Request, web.Application]:
+        data: dict[str, dict[str, Any]] = {
+            "origin": {"url": origin.url, "read_timeout_seconds": 5.0},
+            "cache": {"dir": str(tmp_path / f"cache{len(clients)}")},
+            "log": {"access_log": False},
+        }
+        for name, values in sections.items():
+            data.setdefault(name, {}).update(values)
+        config = config_mod.from_dict(data)
+        app = create_app(config) if clock is None else create_app(config, clock=clock)
+        server = TestServer(app, host="127.0.0.1", port=free_port())
+        client: TestClient[web.Request, web.Application] = TestClient(server, timeout=TIMEOUT)
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    yield start
+    for client in clients:
+        await client.close()
+
+
+@pytest.fixture
+async def proxy(make_proxy: ProxyFactory) -> TestClient[web.Request, web.Application]:
+    return await make_proxy()
