@@ -142,7 +142,11 @@ def create_app(
 
 
 def create_admin_app(
-    config: Config, registry: CollectorRegistry, store_for_stats: Callable[[], Store | None]
+    config: Config,
+    registry: CollectorRegistry,
+    store_for_stats: Callable[[], Store | None],
+    *,
+    workers_ready: Callable[[], tuple[int, int]] | None = None,
 ) -> web.Application:
     """The admin listener: /metrics, /healthz (process up), /readyz (cache dir usable)."""
     app = web.Application()
@@ -167,6 +171,10 @@ def create_admin_app(
             problems.append("cache directory unavailable")
         elif not await asyncio.to_thread(store.writable):
             problems.append(f"cache directory not writable: {store.directory}")
+        if workers_ready is not None:
+            ready, wanted = workers_ready()
+            if ready < wanted:
+                problems.append(f"{ready} of {wanted} workers listening")
         status = 503 if problems else 200
         return web.Response(status=status, text=json.dumps({"ready": not problems,
                                                             "problems": problems}) + "\n",

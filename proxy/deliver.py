@@ -19,7 +19,7 @@ from proxy.errors import OriginError
 from proxy.origin import OriginResponse
 from proxy.policy.respond import Plan
 from proxy.status import CacheStatus
-from proxy.store.fill import Fill, FillState
+from proxy.store.fill import FillState, FillView
 
 BYTES_KEY = web.RequestKey("body_bytes", int)
 
@@ -83,7 +83,7 @@ async def send_file(
 
 
 async def send_fill(
-    request: web.BaseRequest, plan: Plan, fill: Fill, headers: CIMultiDict[str]
+    request: web.BaseRequest, plan: Plan, fill: FillView, headers: CIMultiDict[str]
 ) -> web.StreamResponse:
     """Tail a growing fill: send each byte range as soon as it is in the temp file."""
     handle = fill.open_reader()

@@ -7,12 +7,16 @@ header itself. Every request ends with exactly one CacheStatus in `request[STATU
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import io
 import logging
 import time
 from collections.abc import Callable
+from typing import assert_never
 
 from aiohttp import web
+from cachetools import TTLCache
 
 from proxy import deliver
 from proxy.config import Config
@@ -23,8 +27,9 @@ from proxy.policy import cachekey, decide, respond
 from proxy.policy.freshness import Heuristic, StoredResponse, current_age
 from proxy.policy.headers import Headers, end_to_end, get
 from proxy.status import CacheStatus
-from proxy.store.fill import Fill
-from proxy.store.index import CachedBody, Store
+from proxy.store.claims import Claim
+from proxy.store.fill import Fill, FillView, RemoteFill
+from proxy.store.index import CachedBody, Store, meta_dict, meta_from_dict
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +73,9 @@ class Proxy:
         # for the origin's headers; others await it and join the resulting fill.
         self._pending: dict[str, asyncio.Future[Fill | None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # Hit-for-pass: keys whose last answer was not storable go straight to the origin for a
+        # while instead of queueing behind a claim (Varnish's hit-for-pass).
+        self.pass_keys: TTLCache[str, bool] = TTLCache(maxsize=100_000, ttl=30)
 
     # -- entry -----------------------------------------------------------------------------
 
@@ -135,7 +143,7 @@ class Proxy:
         request[KEY_KEY] = key
         cached = self._lookup(key)
         if cached is None:
-            return await self._miss(request, target, CacheStatus.MISS)
+            return await self._collapsed(request, target, None, CacheStatus.MISS)
         try:
             decision = decide.on_request(cached.meta, _request_headers(request), self.clock(),
                                          self.heuristic)
@@ -143,12 +151,13 @@ class Proxy:
                 case decide.Serve(age_seconds=age):
                     return await self._serve_stored(request, cached, age, CacheStatus.HIT)
                 case decide.Revalidate():
-                    return await self._revalidate(request, target, cached)
+                    return await self._collapsed(request, target, cached, CacheStatus.EXPIRED)
                 case decide.Fetch():
-                    pass
+                    return await self._collapsed(request, target, None, CacheStatus.EXPIRED)
+                case _:
+                    assert_never(decision)
         finally:
             cached.close()
-        return await self._miss(request, target, CacheStatus.EXPIRED)
 
     def _lookup(self, key: str) -> CachedBody | None:
         if self.store is None:
@@ -169,19 +178,100 @@ class Proxy:
         headers = deliver.build_headers(plan.headers, status, self.via)
         return await deliver.send_file(request, plan, cached.file, headers)
 
-    async def _revalidate(
-        self, request: web.Request, target: cachekey.Target, cached: CachedBody
+    async def _serve_current(self, request: web.Request, key: str) -> web.StreamResponse | None:
+        """Serve whatever entry is in the store now (someone else just filled or refreshed it)."""
+        cached = self._lookup(key)
+        if cached is None:
+            return None
+        try:
+            age = current_age(cached.meta, self.clock())
+            return await self._serve_stored(request, cached, age, CacheStatus.HIT)
+        finally:
+            cached.close()
+
+    async def _collapsed(
+        self,
+        request: web.Request,
+        target: cachekey.Target,
+        cached: CachedBody | None,
+        status: CacheStatus,
     ) -> web.StreamResponse:
+        """Fetch or revalidate `target` so that, across every process, one request at a time
+        goes to the origin for it; everyone else follows that request's outcome."""
+        key = target.key
+        fill = self.fills.get(key)
+        if fill is not None:
+            return await self._serve_fill(request, fill, CacheStatus.HIT)
+        if request.method == "HEAD" and cached is None:
+            # A HEAD must not start a multi-GB fill: ask the origin for headers only.
+            return await self._fetch_uncached(request, target, status)
+        if self.store is None or key in self.pass_keys:
+            return await self._fetch_uncached(request, target, CacheStatus.PASS)
+        pending = self._pending.get(key)
+        if pending is not None:
+            fill = await asyncio.shield(pending)
+            if fill is not None:
+                return await self._serve_fill(request, fill, CacheStatus.HIT)
+            served = await self._serve_current(request, key)
+            if served is not None:
+                return served
+        future: asyncio.Future[Fill | None] = asyncio.get_running_loop().create_future()
+        self._pending[key] = future
+        try:
+            claim = None
+            for _ in range(3):
+                claim = self.store.claims.try_claim(key)
+                if claim is not None:
+                    break
+                followed = await self._follow(request, target)
+                if followed is not None:
+                    return followed
+            if claim is None:
+                return await self._fetch_uncached(request, target, CacheStatus.PASS)
+            try:
+                return await self._as_claimant(request, target, cached, status, claim, future)
+            finally:
+                if not fill_owns(claim, self.fills.get(key)):
+                    claim.release()
+        finally:
+            if not future.done():
+                future.set_result(None)
+            if self._pending.get(key) is future:
+                del self._pending[key]
+
+    async def _as_claimant(
+        self,
+        request: web.Request,
+        target: cachekey.Target,
+        cached: CachedBody | None,
+        status: CacheStatus,
+        claim: Claim,
+        future: asyncio.Future[Fill | None],
+    ) -> web.StreamResponse:
+        key = target.key
+        current = self._lookup(key)
+        if current is not None:
+            # Another process committed or refreshed it between our lookup and our claim.
+            replaced = cached is None or current.filename != cached.filename or (
+                current.meta.response_time > cached.meta.response_time)
+            if replaced:
+                try:
+                    age = current_age(current.meta, self.clock())
+                    return await self._serve_stored(request, current, age, CacheStatus.HIT)
+                finally:
+                    current.close()
+            current.close()
         headers = self._forward_headers(request, for_fill=True)
-        etag = get(cached.meta.headers, "etag")
-        last_modified = get(cached.meta.headers, "last-modified")
-        if etag is not None:
-            headers.append(("If-None-Match", etag))
-        if last_modified is not None:
-            headers.append(("If-Modified-Since", last_modified))
+        if cached is not None:
+            etag = get(cached.meta.headers, "etag")
+            last_modified = get(cached.meta.headers, "last-modified")
+            if etag is not None:
+                headers.append(("If-None-Match", etag))
+            if last_modified is not None:
+                headers.append(("If-Modified-Since", last_modified))
         request_time = self.clock()
         origin = await self._origin_request("GET", target, headers)
-        if origin.status == 304:
+        if origin.status == 304 and cached is not None:
             origin.release()
             meta = StoredResponse(
                 status=cached.meta.status,
@@ -190,55 +280,65 @@ class Proxy:
                 response_time=self.clock(),
                 body_size=cached.size,
             )
-            await self._store_call("refresh", self._refresh, target.key, cached.filename, meta)
-            age = current_age(meta, self.clock())
+            await self._store_call("refresh", self._refresh, key, cached.filename, meta)
+            claim.release()
             cached.meta = meta
+            age = current_age(meta, self.clock())
             return await self._serve_stored(request, cached, age, CacheStatus.REVALIDATED)
-        if origin.status in (404, 410) and self.store is not None:
-            await self._store_call("delete", self.store.delete, target.key)
-        return await self._from_origin(request, target, origin, request_time,
-                                       CacheStatus.EXPIRED)
+        if origin.status in (404, 410) and cached is not None and self.store is not None:
+            await self._store_call("delete", self.store.delete, key)
+        return await self._from_origin(request, target, origin, request_time, status, future,
+                                       claim)
+
+    async def _follow(
+        self, request: web.Request, target: cachekey.Target
+    ) -> web.StreamResponse | None:
+        """Another process holds the claim: serve its fill, or what it stored, once it is
+        there. None means the claim was released with nothing to serve (try again)."""
+        assert self.store is not None
+        claims = self.store.claims
+        key = target.key
+        timeouts = self.config.origin
+        deadline = time.monotonic() + timeouts.connect_timeout_seconds + (
+            timeouts.read_timeout_seconds)
+        while time.monotonic() < deadline:
+            if not claims.is_held(key):
+                return await self._serve_current(request, key)
+            info = claims.read_meta(key)
+            if info is not None and not info.get("done"):
+                if info.get("pass"):
+                    return await self._fetch_uncached(request, target, CacheStatus.PASS)
+                try:
+                    handle = io.FileIO(claims.paths(key).part, "r")
+                except FileNotFoundError:
+                    await asyncio.sleep(0.005)  # committed meanwhile: the claim goes next
+                    continue
+                remote = RemoteFill(claims, key, meta_from_dict(info["meta"]),
+                                    info.get("expected"), handle)
+                try:
+                    return await self._serve_fill(request, remote, CacheStatus.HIT)
+                finally:
+                    remote.close()
+            await asyncio.sleep(0.005)
+        return await self._fetch_uncached(request, target, CacheStatus.PASS)
 
     def _refresh(self, key: str, filename: str, meta: StoredResponse) -> None:
         assert self.store is not None
         self.store.refresh(key, filename, meta)
 
-    async def _miss(
+    async def _fetch_uncached(
         self, request: web.Request, target: cachekey.Target, status: CacheStatus
     ) -> web.StreamResponse:
-        key = target.key
-        fill = self.fills.get(key)
-        if fill is not None:
-            # Joining someone else's fill costs the origin nothing: a hit.
-            return await self._serve_fill(request, fill, CacheStatus.HIT)
-        if request.method == "HEAD":
-            # A HEAD must not start a multi-GB fill: ask the origin for headers only.
-            origin = await self._origin_request(
-                "HEAD", target, self._forward_headers(request, for_fill=False)
-            )
-            try:
-                request[STATUS_KEY] = status
-                return await self._relay(request, origin, status)
-            finally:
-                origin.release()
-        if key in self._pending:
-            fill = await asyncio.shield(self._pending[key])
-        if fill is not None:
-            # Joining someone else's fill costs the origin nothing: a hit.
-            return await self._serve_fill(request, fill, CacheStatus.HIT)
-        future: asyncio.Future[Fill | None] = asyncio.get_running_loop().create_future()
-        self._pending[key] = future
+        """Relay the origin's answer to this request as it is; nothing is stored. The client's
+        own conditionals and ranges go along, so the origin can answer 304 or 206 itself."""
+        origin = await self._origin_request(
+            request.method, target, self._forward_headers(request, for_fill=False)
+        )
         try:
-            request_time = self.clock()
-            origin = await self._origin_request(
-                "GET", target, self._forward_headers(request, for_fill=True)
-            )
-            return await self._from_origin(request, target, origin, request_time, status, future)
+            request[STATUS_KEY] = status
+            return await self._relay(request, origin, status)
         finally:
-            if not future.done():
-                future.set_result(None)
-            if self._pending.get(key) is future:
-                del self._pending[key]
+            origin.release()
 
     async def _from_origin(
         self,
@@ -247,28 +347,37 @@ class Proxy:
         origin: OriginResponse,
         request_time: float,
         status: CacheStatus,
-        future: asyncio.Future[Fill | None] | None = None,
+        future: asyncio.Future[Fill | None],
+        claim: Claim,
     ) -> web.StreamResponse:
         """A full origin response is in: store it while serving it, or relay it."""
         response_time = self.clock()
         fill: Fill | None = None
-        if (
-            self.store is not None
-            and origin.status == 200
-            and decide.storable("GET", origin.status, _request_headers(request), origin.headers,
-                                response_time)
-            and not decide.vary_names(origin.headers)  # variants: not stored yet
-        ):
+        storable = origin.status == 200 and decide.storable(
+            "GET", origin.status, _request_headers(request), origin.headers, response_time
+        ) and not decide.vary_names(origin.headers)  # variants: not stored yet
+        if storable:
             meta = StoredResponse(origin.status, tuple(origin.headers), request_time,
                                   response_time, origin.content_length or 0)
             try:
-                fill = Fill(target.key, self.store.new_temp_path(), meta, origin.content_length)
-            except StoreError as exc:
+                fill = Fill(target.key, str(claim.paths.part), meta, origin.content_length)
+                claim.publish({"meta": meta_dict(meta), "expected": origin.content_length})
+                fill.claim = claim
+            except (StoreError, OSError) as exc:
                 self.metrics.store_errors.labels("fill_create").inc()
                 log.warning("cannot start fill: %s", exc)
-        if future is not None and not future.done():
+                if fill is not None:
+                    fill.fail()
+                    fill.close()
+                    fill = None
+        else:
+            self.pass_keys[target.key] = True  # hit-for-pass: skip the claim for a while
+            with contextlib.suppress(OSError):
+                claim.publish({"pass": True})
+        if not future.done():
             future.set_result(fill)
         if fill is None:
+            claim.release()
             try:
                 request[STATUS_KEY] = CacheStatus.PASS
                 return await self._relay(request, origin, CacheStatus.PASS)
@@ -281,7 +390,7 @@ class Proxy:
         return await self._serve_fill(request, fill, status)
 
     async def _serve_fill(
-        self, request: web.Request, fill: Fill, status: CacheStatus
+        self, request: web.Request, fill: FillView, status: CacheStatus
     ) -> web.StreamResponse:
         request[STATUS_KEY] = status
         # Age only on answers from the cache (RFC 9111 §5.1), i.e. for those joining a fill.
@@ -319,11 +428,16 @@ class Proxy:
             raise
         finally:
             origin.release() if outcome == "committed" else origin.close()
+            if outcome != "committed":
+                store.discard_temp(fill.temp_path)
+            if fill.claim is not None:
+                with contextlib.suppress(OSError):
+                    fill.claim.publish({"done": True, "ok": outcome == "committed",
+                                        "size": fill.written})
+                fill.claim.release()
             if self.fills.get(fill.key) is fill:
                 del self.fills[fill.key]
             fill.close()
-            if outcome != "committed":
-                store.discard_temp(fill.temp_path)
             self.metrics.fills.labels(outcome).inc()
 
     # -- shared pieces -----------------------------------------------------------------------
@@ -369,6 +483,11 @@ class Proxy:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def fill_owns(claim: Claim, fill: Fill | None) -> bool:
+    """True when a running fill took over `claim` (it releases it when the body ends)."""
+    return fill is not None and fill.claim is claim
 
 
 def _merge_304(stored: Headers, fresh: Headers) -> tuple[tuple[str, str], ...]:

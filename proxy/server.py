@@ -31,6 +31,7 @@ from proxy.store.index import Store
 log = logging.getLogger(__name__)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+READY_DIR_ENV = "MEDIAPROXY_READY_DIR"  # workers drop ready-<pid> here once listening
 
 
 def _host_port(listen: str) -> tuple[str, int]:
@@ -90,6 +91,9 @@ async def run_worker(config: Config, index: int) -> None:
     try:
         await _start_site(runner, config.server.listen, reuse_port=True)
         log.info("worker %d (pid %d) serving on %s", index, os.getpid(), config.server.listen)
+        ready_dir = os.environ.get(READY_DIR_ENV)
+        if ready_dir:
+            Path(ready_dir, f"ready-{os.getpid()}").touch()
         await _stop_event().wait()
     finally:
         await runner.cleanup()
@@ -101,6 +105,7 @@ class Supervisor:
         self.config_path = config_path
         self.children: dict[int, subprocess.Popen[bytes]] = {}
         self.multiproc_dir = Path(tempfile.mkdtemp(prefix="mediaproxy-metrics-"))
+        self.ready_dir = Path(tempfile.mkdtemp(prefix="mediaproxy-ready-"))
         self.store: Store | None = None
 
     def _spawn(self, index: int) -> None:
@@ -112,8 +117,15 @@ class Supervisor:
         args = [sys.executable, "-m", "proxy", "worker", "--index", str(index)]
         if self.config_path is not None:
             args += ["--config", self.config_path]
-        env = dict(os.environ, **{MULTIPROC_ENV: str(self.multiproc_dir)})
+        env = dict(os.environ, **{MULTIPROC_ENV: str(self.multiproc_dir),
+                                  READY_DIR_ENV: str(self.ready_dir)})
         self.children[index] = subprocess.Popen(args, env=env)
+
+    def workers_ready(self) -> tuple[int, int]:
+        """(workers listening, workers configured)."""
+        live = {c.pid for c in self.children.values() if c.poll() is None}
+        ready = {int(p.name.split("-", 1)[1]) for p in self.ready_dir.glob("ready-*")}
+        return len(live & ready), self.config.server.workers
 
     async def run(self) -> None:
         # Sweep before any worker starts: nothing can be filling yet.
@@ -125,7 +137,8 @@ class Supervisor:
         multiprocess.MultiProcessCollector(  # type: ignore[no-untyped-call]
             registry, path=str(self.multiproc_dir)
         )
-        admin = create_admin_app(self.config, registry, lambda: self.store)
+        admin = create_admin_app(self.config, registry, lambda: self.store,
+                                 workers_ready=self.workers_ready)
         runner = web.AppRunner(admin, access_log=None)
         await runner.setup()
         stop = _stop_event()
@@ -155,6 +168,7 @@ class Supervisor:
             if self.store is not None:
                 self.store.close()
             shutil.rmtree(self.multiproc_dir, ignore_errors=True)
+            shutil.rmtree(self.ready_dir, ignore_errors=True)
 
     async def _stop_children(self) -> None:
         for child in self.children.values():

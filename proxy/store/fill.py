@@ -3,6 +3,8 @@
 Rule: the temp file only grows; `written` is advanced after the bytes are in the file, so a
 reader may send anything below it. A fill is committed only when it reached its expected
 size (or a clean end of a body of unknown length); otherwise its temp file is discarded.
+`Fill` is the filling process's view; `RemoteFill` is another process's view of the same
+file, which learns progress from the file size and the end from the released claim.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ import asyncio
 import enum
 import io
 import os
+from typing import Protocol
 
 from proxy.errors import StoreError
 from proxy.policy.freshness import StoredResponse
+from proxy.store.claims import Claim, Claims
 
 
 class FillState(enum.Enum):
@@ -22,8 +26,26 @@ class FillState(enum.Enum):
     FAILED = "failed"
 
 
+class FillView(Protocol):
+    """What a reader needs of a fill, local or remote."""
+
+    key: str
+    meta: StoredResponse
+    expected: int | None
+    written: int
+    state: FillState
+
+    def open_reader(self) -> io.FileIO | None: ...
+
+    def release_reader(self, handle: io.FileIO) -> None: ...
+
+    async def wait_beyond(self, offset: int) -> None: ...
+
+
 class Fill:
-    def __init__(self, key: str, temp_path: str, meta: StoredResponse, expected: int | None):
+    def __init__(
+        self, key: str, temp_path: str, meta: StoredResponse, expected: int | None
+    ) -> None:
         self.key = key
         self.temp_path = temp_path
         self.meta = meta  # headers as received; body_size fixed at completion
@@ -31,6 +53,7 @@ class Fill:
         self.written = 0
         self.state = FillState.RUNNING
         self.readers = 0
+        self.claim: Claim | None = None  # set by the filler; released when the fill ends
         self._changed = asyncio.Event()
         try:
             self._fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -98,3 +121,52 @@ class Fill:
                 os.close(self._fd)
             finally:
                 self._fd = -1
+
+
+class RemoteFill:
+    """Follow a fill that another process is running (it holds the claim on `key`)."""
+
+    def __init__(
+        self,
+        claims: Claims,
+        key: str,
+        meta: StoredResponse,
+        expected: int | None,
+        handle: io.FileIO,
+        poll_seconds: float = 0.005,
+    ) -> None:
+        self.claims = claims
+        self.key = key
+        self.meta = meta
+        self.expected = expected
+        self._handle = handle
+        self.poll_seconds = poll_seconds
+        self.state = FillState.RUNNING
+        self.written = os.fstat(handle.fileno()).st_size
+
+    def open_reader(self) -> io.FileIO | None:
+        return io.FileIO(os.dup(self._handle.fileno()), "r")
+
+    def release_reader(self, handle: io.FileIO) -> None:
+        handle.close()
+
+    def close(self) -> None:
+        self._handle.close()
+
+    async def wait_beyond(self, offset: int) -> None:
+        while self.state is FillState.RUNNING:
+            self.written = os.fstat(self._handle.fileno()).st_size
+            if self.written > offset:
+                return
+            if not self.claims.is_held(self.key):
+                # The filler is done (or dead): what is in the file now is all there will be.
+                self.written = os.fstat(self._handle.fileno()).st_size
+                self.state = FillState.COMPLETE if self._complete() else FillState.FAILED
+                return
+            await asyncio.sleep(self.poll_seconds)
+
+    def _complete(self) -> bool:
+        if self.expected is not None:
+            return self.written == self.expected
+        final = self.claims.read_meta(self.key) or {}
+        return bool(final.get("done")) and final.get("size") == self.written

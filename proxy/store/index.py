@@ -20,11 +20,13 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import diskcache
 
 from proxy.errors import StoreError
 from proxy.policy.freshness import StoredResponse
+from proxy.store.claims import Claims
 from proxy.store.disk import Adopt, MediaDisk
 
 log = logging.getLogger(__name__)
@@ -49,21 +51,25 @@ class CachedBody:
         self.file.close()
 
 
+def meta_dict(meta: StoredResponse) -> dict[str, Any]:
+    return {
+        "status": meta.status,
+        "headers": [list(h) for h in meta.headers],
+        "request_time": meta.request_time,
+        "response_time": meta.response_time,
+        "body_size": meta.body_size,
+    }
+
+
 def encode_meta(meta: StoredResponse) -> bytes:
-    return json.dumps(
-        {
-            "status": meta.status,
-            "headers": [list(h) for h in meta.headers],
-            "request_time": meta.request_time,
-            "response_time": meta.response_time,
-            "body_size": meta.body_size,
-        },
-        separators=(",", ":"),
-    ).encode()
+    return json.dumps(meta_dict(meta), separators=(",", ":")).encode()
 
 
 def decode_meta(raw: bytes) -> StoredResponse:
-    data = json.loads(raw)
+    return meta_from_dict(json.loads(raw))
+
+
+def meta_from_dict(data: dict[str, Any]) -> StoredResponse:
     return StoredResponse(
         status=int(data["status"]),
         headers=tuple((str(k), str(v)) for k, v in data["headers"]),
@@ -108,6 +114,7 @@ class Store:
                 str(self.directory / "cache.db"), isolation_level=None, check_same_thread=False
             )
             self._reader.execute("PRAGMA busy_timeout = 5000")
+            self.claims = Claims(self.directory)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open cache directory {self.directory}: {exc}") from exc
         self._lock = threading.Lock()
@@ -237,7 +244,7 @@ class Store:
 
     def sweep_temp(self) -> int:
         """Remove temp files left by processes that no longer run (a crashed fill's)."""
-        removed = 0
+        removed = self.claims.sweep()
         try:
             entries = list(os.scandir(self.tmp_dir))
         except OSError:
@@ -248,6 +255,7 @@ class Store:
                 continue
             try:
                 os.unlink(entry.path)
+                log.info("swept %s (its process is gone)", entry.name)
                 removed += 1
             except OSError:
                 continue

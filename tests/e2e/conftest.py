@@ -88,6 +88,19 @@ def start_proxy(tmp_path: Path, origin_url: str, *, workers: int, name: str = "p
         proc = subprocess.Popen([sys.executable, "-m", "proxy", "serve", "--config", str(config)],
                                 cwd=ROOT, stderr=log_file, env=dict(os.environ))
     running = Running(proc, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin}", log_path)
-    wait_http(running.admin_url + "/healthz", proc)
-    wait_http(running.url + "/", proc)
+    wait_ready(running.admin_url + "/readyz", proc)
     return running
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """Until /readyz says 200: every worker is listening and the cache dir is usable."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"process exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} not ready within {timeout} s")

@@ -1,0 +1,159 @@
+"""Cross-process fill coordination: at most one process fills a key at a time.
+
+Rule: the filler holds an exclusive flock on `locks/<h>.lock` for the whole fill and publishes
+the response metadata in `tmp/<h>.meta` before the first body byte lands in `tmp/<h>.part`; a
+process that finds the lock held follows that fill by tailing the part file. The kernel drops
+a flock when its process dies, so a crashed filler never blocks a key; its leftovers are
+removed by the next claimant (or the start-up sweep), never by a reader.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+LOCK_DIR = "locks"
+META_GRACE_SECONDS = 60.0
+
+
+def _younger_than(entry: os.DirEntry[str], seconds: float) -> bool:
+    try:
+        return time.time() - entry.stat().st_mtime < seconds
+    except OSError:
+        return False
+
+
+def key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class FillPaths:
+    lock: Path
+    part: Path
+    meta: Path
+
+
+class Claim:
+    """Held by the filling process; `release` ends the fill for every follower."""
+
+    def __init__(self, fd: int, paths: FillPaths) -> None:
+        self._fd = fd
+        self.paths = paths
+
+    def publish(self, meta: dict[str, Any]) -> None:
+        """Atomically (re)write the metadata file followers read."""
+        temp = self.paths.meta.with_suffix(f".meta.{os.getpid()}")
+        temp.write_bytes(json.dumps(meta, separators=(",", ":")).encode())
+        os.replace(temp, self.paths.meta)
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)  # drops the flock
+            self._fd = -1
+
+    @property
+    def held(self) -> bool:
+        return self._fd >= 0
+
+
+class Claims:
+    def __init__(self, directory: Path) -> None:
+        self.lock_dir = directory / LOCK_DIR
+        self.tmp_dir = directory / "tmp"
+        self.lock_dir.mkdir(parents=True, exist_ok=True)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+
+    def paths(self, key: str) -> FillPaths:
+        h = key_hash(key)
+        return FillPaths(
+            self.lock_dir / h[:2] / f"{h}.lock", self.tmp_dir / f"{h}.part",
+            self.tmp_dir / f"{h}.meta",
+        )
+
+    def try_claim(self, key: str) -> Claim | None:
+        """The claim on `key`, or None when another live process holds it."""
+        paths = self.paths(key)
+        paths.lock.parent.mkdir(exist_ok=True)
+        for _ in range(3):
+            fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return None
+            # If the lock file was swept between our open and our flock we locked an orphan
+            # inode nobody else will see: check that the path still names what we hold.
+            try:
+                same = os.stat(paths.lock).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:
+                os.close(fd)
+                continue
+            for leftover in (paths.part, paths.meta):  # a crashed filler's
+                with contextlib.suppress(FileNotFoundError):
+                    leftover.unlink()
+            return Claim(fd, paths)
+        return None
+
+    def is_held(self, key: str) -> bool:
+        return self._held(self.paths(key).lock)
+
+    @staticmethod
+    def _held(lock: Path) -> bool:
+        try:
+            fd = os.open(lock, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError as exc:  # pragma: no cover - flock unsupported
+            if exc.errno in (errno.ENOLCK, errno.EINVAL):
+                return False
+            raise
+        finally:
+            os.close(fd)
+        return False
+
+    def read_meta(self, key: str) -> dict[str, Any] | None:
+        try:
+            data = json.loads(self.paths(key).meta.read_bytes())
+        except (FileNotFoundError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def sweep(self) -> int:
+        """Remove part/meta files of fills no live process holds (start-up and periodic)."""
+        removed = 0
+        try:
+            entries = list(os.scandir(self.tmp_dir))
+        except OSError:
+            return 0
+        for entry in entries:
+            stem = entry.name.split(".", 1)[0]
+            if len(stem) == 64 and all(c in "0123456789abcdef" for c in stem):
+                if self._held(self.lock_dir / stem[:2] / f"{stem}.lock"):
+                    continue
+                if entry.name.endswith(".meta") and _younger_than(entry, META_GRACE_SECONDS):
+                    continue  # followers of a just-finished fill may still read it
+            elif stem.isdigit():
+                continue  # pid-named files: Store.sweep_temp decides
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+                log.info("swept %s (no live fill holds it)", entry.name)
+                removed += 1
+        return removed
