@@ -71,7 +71,9 @@ async def _maintenance(store: Store, metrics: Metrics, interval: float) -> None:
     """Flush batched access times and cull beyond the size limit, off the event loop."""
     while True:
         await asyncio.sleep(interval)
-        for operation, fn in (("access_flush", store.flush_access_times), ("cull", store.cull)):
+        jobs = (("access_flush", store.flush_access_times), ("cull", store.cull),
+                ("reap", store.reap))
+        for operation, fn in jobs:
             try:
                 await asyncio.to_thread(fn)
             except StoreError as exc:
@@ -154,6 +156,7 @@ def create_admin_app(
         StoreCollector(
             lambda: _require(store_for_stats()).volume(),
             lambda: _require(store_for_stats()).entry_count(),
+            lambda: _superseded(_require(store_for_stats())),
         )
     )
 
@@ -184,6 +187,11 @@ def create_admin_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     return app
+
+
+def _superseded(store: Store) -> tuple[int, int]:
+    stats = store.graveyard_stats()
+    return stats.files, stats.bytes
 
 
 def _require(store: Store | None) -> Store:

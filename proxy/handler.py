@@ -30,6 +30,7 @@ from proxy.status import CacheStatus
 from proxy.store.claims import Claim
 from proxy.store.fill import Fill, FillView, RemoteFill
 from proxy.store.index import CachedBody, Store, meta_dict, meta_from_dict
+from proxy.store.retention import hold
 
 log = logging.getLogger(__name__)
 
@@ -310,6 +311,7 @@ class Proxy:
                     return await self._fetch_uncached(request, target, CacheStatus.PASS)
                 try:
                     handle = io.FileIO(claims.paths(key).part, "r")
+                    hold(handle.fileno())
                 except FileNotFoundError:
                     await asyncio.sleep(0.005)  # committed meanwhile: the claim goes next
                     continue

@@ -68,16 +68,32 @@ class Metrics:
 class StoreCollector(Collector):
     """Store size and entry count, read from the index at scrape time (shared by all workers)."""
 
-    def __init__(self, volume: Callable[[], int], entries: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        volume: Callable[[], int],
+        entries: Callable[[], int],
+        superseded: Callable[[], tuple[int, int]],
+    ) -> None:
         self._volume = volume
         self._entries = entries
+        self._superseded = superseded
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         try:
             volume, entries = self._volume(), self._entries()
+            superseded_files, superseded_bytes = self._superseded()
         except Exception:  # a broken cache dir must not break /metrics
             return
         yield GaugeMetricFamily(
             "mediaproxy_store_size_bytes", "Bytes used by the cache (index and bodies).", volume
         )
         yield GaugeMetricFamily("mediaproxy_store_entries", "Entries in the cache index.", entries)
+        yield GaugeMetricFamily(
+            "mediaproxy_superseded_files",
+            "Replaced, purged or evicted bodies kept in the graveyard for open streams.",
+            superseded_files,
+        )
+        yield GaugeMetricFamily(
+            "mediaproxy_superseded_bytes", "Bytes of the superseded bodies held open.",
+            superseded_bytes,
+        )

@@ -16,6 +16,8 @@ from typing import Any
 import diskcache
 from diskcache.core import MODE_BINARY
 
+from proxy.store.retention import GRAVEYARD_DIR, retire
+
 
 @dataclass(frozen=True, slots=True)
 class Adopt:
@@ -43,6 +45,13 @@ class MediaDisk(diskcache.Disk):  # type: ignore[misc]
         return super().fetch(mode, filename, value, read)
 
     def remove(self, file_path: str) -> None:
-        # Unlinking is safe for readers: each holds the fd it opened at lookup and Linux keeps
-        # the bytes until the last fd closes.
-        super().remove(file_path)
+        """Replaced, purged, evicted or deleted: the one way a body leaves the cache.
+
+        A body no reader holds is unlinked at once. A body a reader holds (readers take a
+        shared flock, see `retention.py`) moves to the graveyard, where the reaper deletes it
+        once the last stream on it ends. Unlinking alone would also keep the bytes readable
+        through open fds on Linux, but the space would vanish from our accounting and
+        metrics, and non-POSIX filesystems would break the stream.
+        """
+        full_path = op.join(self._directory, file_path)
+        retire(full_path, op.join(self._directory, GRAVEYARD_DIR))

@@ -18,6 +18,7 @@ from typing import Protocol
 from proxy.errors import StoreError
 from proxy.policy.freshness import StoredResponse
 from proxy.store.claims import Claim, Claims
+from proxy.store.retention import hold
 
 
 class FillState(enum.Enum):
@@ -60,6 +61,9 @@ class Fill:
             # Readers dup this fd rather than open the path: the path disappears at commit
             # (renamed into the cache) or at discard, while joiners may still arrive.
             self._read_fd = os.open(temp_path, os.O_RDONLY)
+            # Held from the start: once committed this file is a cache body like any other,
+            # and readers joining the fill must keep it alive if it is replaced or purged.
+            hold(self._read_fd)
         except OSError as exc:
             raise StoreError(f"cannot create temp file: {exc}") from exc
 

@@ -28,6 +28,7 @@ from proxy.errors import StoreError
 from proxy.policy.freshness import StoredResponse
 from proxy.store.claims import Claims
 from proxy.store.disk import Adopt, MediaDisk
+from proxy.store.retention import GRAVEYARD_DIR, GraveyardStats, hold, reap, stats
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,7 @@ class Store:
             raise StoreError(f"cannot open cache directory {self.directory}: {exc}") from exc
         self._lock = threading.Lock()
         self._accessed: dict[int, float] = {}
+        self.max_size_bytes = max_size_bytes
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -142,6 +144,13 @@ class Store:
         except OSError:
             # Replaced or removed between the row read and the open: the row we read is gone
             # or about to be; treat as a miss.
+            return None
+        try:
+            hold(body.fileno())
+        except BlockingIOError:
+            # `retire` is testing this very file for readers: it is on its way out of the
+            # cache, so this lookup is a miss (the entry that replaces it, if any, is newer).
+            body.close()
             return None
         try:
             meta = decode_meta(bytes(value))
@@ -221,12 +230,45 @@ class Store:
         return len(pending)
 
     def cull(self) -> int:
-        """Evict least recently used entries until the size limit holds (diskcache culls at
-        most `cull_limit` rows per set, so without this a burst of fills overshoots)."""
+        """Evict least recently used entries until index + bodies + graveyard fit the budget.
+
+        diskcache culls at most `cull_limit` rows per set (a burst of fills overshoots) and
+        does not know the graveyard, so the budget is enforced here, in the background."""
+        evicted = 0
         try:
-            return int(self.cache.cull(retry=True))
+            while True:
+                over = self.volume() + self.graveyard_stats().bytes - self.max_size_bytes
+                if over <= 0:
+                    return evicted
+                with self._lock:
+                    rows = self._reader.execute(
+                        "SELECT key, size FROM Cache WHERE raw = 1"
+                        " ORDER BY access_time LIMIT 64"
+                    ).fetchall()
+                if not rows:
+                    return evicted  # only the graveyard is left: it shrinks as streams end
+                for key, size in rows:
+                    self.cache.delete(key, retry=True)
+                    evicted += 1
+                    over -= size
+                    if over <= 0:
+                        break
         except (OSError, sqlite3.Error, diskcache.Timeout) as exc:
             raise StoreError(f"cull failed: {exc}") from exc
+
+    @property
+    def graveyard(self) -> str:
+        return str(self.directory / GRAVEYARD_DIR)
+
+    def graveyard_stats(self) -> GraveyardStats:
+        return stats(self.graveyard)
+
+    def reap(self) -> int:
+        """Delete superseded bodies whose last stream has ended."""
+        try:
+            return reap(self.graveyard)
+        except OSError as exc:
+            raise StoreError(f"reap failed: {exc}") from exc
 
     def volume(self) -> int:
         try:

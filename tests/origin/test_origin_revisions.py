@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from aiohttp import web
@@ -89,3 +90,29 @@ async def test_start_up_drops_superseded_rows(
     assert [r.revision for r in client.app[LIBRARY_KEY].store.history("/a")] == [2]
     async with client.get("/a") as resp:
         assert await resp.read() == b"two"
+
+
+async def test_concurrent_downloads_and_publishes_stay_consistent(client: Client) -> None:
+    library = client.app[LIBRARY_KEY]
+    bodies = [body_of(200_000 + i * 1000, seed=10 + i) for i in range(6)]
+    await publish(client, "/hot", bodies[0])
+    seen: set[str] = set()
+
+    async def download(delay_seconds: float) -> None:
+        await asyncio.sleep(delay_seconds)  # spread the downloads over the publishes
+        async with client.get("/hot") as resp:
+            data = await resp.read()
+            # Whatever revision a download started on, it gets exactly that revision's bytes.
+            assert sha256(data) == resp.headers["X-Content-SHA256"]
+            seen.add(resp.headers["X-Media-Revision"])
+
+    async def publisher() -> None:
+        for body in bodies[1:]:
+            await publish(client, "/hot", body)
+            await asyncio.sleep(0.01)
+
+    await asyncio.gather(publisher(), *(download(i * 0.01) for i in range(30)))
+    await wait_until(lambda: library.pins.total_readers() == 0)
+    await library.wait_for_drops()
+    assert [r.revision for r in library.store.history("/hot")] == [6]
+    assert len(seen) >= 2

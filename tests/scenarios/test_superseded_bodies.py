@@ -1,0 +1,86 @@
+"""A visitor is mid-download when the object changes: the stream finishes with the old bytes,
+new requests get the new ones, and the old file goes once the stream ends (2 workers)."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from tests.conftest import sha256
+from tests.e2e.conftest import Running, start_proxy, stop
+from tests.e2e.test_workers import get, put
+
+SIZE = 48 * 1024 * 1024
+
+
+def graveyard(tmp_path: Path) -> list[Path]:
+    return list((tmp_path / "cache" / "graveyard").glob("*"))
+
+
+def wait_for(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+class SlowClient:
+    """A download that reads a little, then waits while the test changes the world."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+        self.conn.request("GET", parts.path)
+        self.response = self.conn.getresponse()
+        self.digest = hashlib.sha256()
+        self.received = 0
+
+    def read(self, n: int) -> None:
+        while n > 0 and (chunk := self.response.read(min(n, 1 << 16))):
+            self.digest.update(chunk)
+            self.received += len(chunk)
+            n -= len(chunk)
+
+    def finish(self) -> str:
+        self.read(1 << 40)
+        self.conn.close()
+        return self.digest.hexdigest()
+
+
+def test_new_revision_mid_download(tmp_path: Path, origin_process: Running) -> None:
+    old, new = os.urandom(SIZE), os.urandom(SIZE // 2)
+    put(origin_process, "/v/movie.mp4", old)
+    proxy = start_proxy(tmp_path, origin_process.url, workers=2,
+                        cache_extra="eviction_interval_seconds = 0.1\n")
+    try:
+        assert sha256(get(proxy.url + "/v/movie.mp4")[2]) == sha256(old)  # cached
+        slow = SlowClient(proxy.url + "/v/movie.mp4")
+        assert slow.response.headers["X-Cache"] == "HIT"
+        slow.read(1 << 20)
+        put(origin_process, "/v/movie.mp4", new)
+        # A client asking for an end-to-end reload makes the cache refetch: the entry is
+        # replaced by the new revision while the slow stream is still open.
+        for _ in range(2):
+            status, headers, body = get_with(proxy.url + "/v/movie.mp4",
+                                             {"Cache-Control": "no-cache"})
+            assert sha256(body) == sha256(new)
+        status, headers, body = get(proxy.url + "/v/movie.mp4")
+        assert headers["X-Cache"] == "HIT" and sha256(body) == sha256(new)
+        assert len(graveyard(tmp_path)) == 1, "the old body is kept for the open stream"
+        assert slow.finish() == sha256(old) and slow.received == SIZE
+        assert wait_for(lambda: not graveyard(tmp_path)), "old body reaped after the stream"
+    finally:
+        assert stop(proxy.proc) == 0
+
+
+def get_with(url: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+    import urllib.request
+
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60) as r:
+        return r.status, dict(r.headers), r.read()
