@@ -70,7 +70,7 @@ def test_new_revision_mid_download(tmp_path: Path, origin_process: Running) -> N
             status, headers, body = get_with(proxy.url + "/v/movie.mp4",
                                              {"Cache-Control": "no-cache"})
             assert sha256(body) == sha256(new)
-        status, headers, body = get(proxy.url + "/v/movie.mp4")
+        _status, headers, body = get(proxy.url + "/v/movie.mp4")
         assert headers["X-Cache"] == "HIT" and sha256(body) == sha256(new)
         assert len(graveyard(tmp_path)) == 1, "the old body is kept for the open stream"
         assert slow.finish() == sha256(old) and slow.received == SIZE
