@@ -67,7 +67,7 @@ def test_new_revision_mid_download(tmp_path: Path, origin_process: Running) -> N
         # A client asking for an end-to-end reload makes the cache refetch: the entry is
         # replaced by the new revision while the slow stream is still open.
         for _ in range(2):
-            status, headers, body = get_with(proxy.url + "/v/movie.mp4",
+            _status, _headers, body = get_with(proxy.url + "/v/movie.mp4",
                                              {"Cache-Control": "no-cache"})
             assert sha256(body) == sha256(new)
         _status, headers, body = get(proxy.url + "/v/movie.mp4")
