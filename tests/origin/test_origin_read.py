@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 from email.utils import formatdate
+from pathlib import Path
 
 import pytest
-from origin_testing import ADMIN, Client, body_of, publish, sha256
+from origin_testing import ADMIN, ADMIN_TOKEN, TIMEOUT, Client, body_of, publish, sha256
+from pytest_aiohttp import AiohttpClient
 
 import origin.db
-from origin.app import STATS_KEY
+from origin.app import STATS_KEY, create_app
 from origin.conditional import parse_http_date
 
 BODY = body_of(5000)
@@ -254,3 +256,16 @@ async def test_stats_count_every_request(client: Client) -> None:
     async with client.post("/_origin/stats/reset", headers=ADMIN) as resp:
         assert resp.status == 204
     assert stats.count(path="/a") == 0
+
+
+async def test_injected_clock_drives_date_and_last_modified(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    now = [1_000_000_000.0]
+    app = create_app(tmp_path / "m.db", admin_token=ADMIN_TOKEN, clock=lambda: now[0])
+    client = await aiohttp_client(app, timeout=TIMEOUT)
+    await publish(client, "/a", BODY)
+    now[0] += 120
+    async with client.get("/a") as resp:
+        assert resp.headers["Last-Modified"] == formatdate(1_000_000_000, usegmt=True)
+        assert resp.headers["Date"] == formatdate(1_000_000_120, usegmt=True)
