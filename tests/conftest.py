@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,9 +93,25 @@ class Origin:
         assert await self.admin("POST", "/_origin/faults", spec) in (200, 201, 204)
 
 
+class Clock:
+    """One clock for the origin's Date and the proxy's `now`, moved by tests instead of sleep."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
 @pytest.fixture
-async def origin(tmp_path: Path) -> AsyncIterator[Origin]:
-    app = origin_app.create_app(tmp_path / "origin.sqlite3", admin_token=ADMIN_TOKEN)
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def origin(tmp_path: Path, clock: Clock) -> AsyncIterator[Origin]:
+    app = origin_app.create_app(tmp_path / "origin.sqlite3", admin_token=ADMIN_TOKEN,
+                                clock=clock)
     server = TestServer(app, host="127.0.0.1", port=free_port())
     await server.start_server()
     async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
