@@ -8,19 +8,18 @@ are opened and closed.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
 from proxy import deliver
 from proxy.config import Config
 from proxy.errors import ProxyError, StoreError
 from proxy.handler import STATUS_KEY, Proxy
-from proxy.metrics import Metrics, StoreCollector
+from proxy.metrics import Metrics
 from proxy.origin import OriginClient
 from proxy.status import CacheStatus
 from proxy.store.index import Store
@@ -71,8 +70,8 @@ async def _maintenance(store: Store, metrics: Metrics, interval: float) -> None:
     """Flush batched access times and cull beyond the size limit, off the event loop."""
     while True:
         await asyncio.sleep(interval)
-        jobs = (("access_flush", store.flush_access_times), ("cull", store.cull),
-                ("reap", store.reap))
+        jobs = (("access_flush", store.flush_access_times), ("ban_sweep", store.sweep_bans),
+                ("cull", store.cull), ("reap", store.reap))
         for operation, fn in jobs:
             try:
                 await asyncio.to_thread(fn)
@@ -141,60 +140,3 @@ def create_app(
 
     app.router.add_route("*", "/{tail:.*}", handle)
     return app
-
-
-def create_admin_app(
-    config: Config,
-    registry: CollectorRegistry,
-    store_for_stats: Callable[[], Store | None],
-    *,
-    workers_ready: Callable[[], tuple[int, int]] | None = None,
-) -> web.Application:
-    """The admin listener: /metrics, /healthz (process up), /readyz (cache dir usable)."""
-    app = web.Application()
-    registry.register(
-        StoreCollector(
-            lambda: _require(store_for_stats()).volume(),
-            lambda: _require(store_for_stats()).entry_count(),
-            lambda: _superseded(_require(store_for_stats())),
-        )
-    )
-
-    async def metrics(_: web.Request) -> web.Response:
-        body = await asyncio.to_thread(generate_latest, registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    async def healthz(_: web.Request) -> web.Response:
-        return web.Response(text="ok\n")
-
-    async def readyz(_: web.Request) -> web.Response:
-        store = store_for_stats()
-        problems: list[str] = []
-        if store is None:
-            problems.append("cache directory unavailable")
-        elif not await asyncio.to_thread(store.writable):
-            problems.append(f"cache directory not writable: {store.directory}")
-        if workers_ready is not None:
-            ready, wanted = workers_ready()
-            if ready < wanted:
-                problems.append(f"{ready} of {wanted} workers listening")
-        status = 503 if problems else 200
-        return web.Response(status=status, text=json.dumps({"ready": not problems,
-                                                            "problems": problems}) + "\n",
-                            content_type="application/json")
-
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    return app
-
-
-def _superseded(store: Store) -> tuple[int, int]:
-    stats = store.graveyard_stats()
-    return stats.files, stats.bytes
-
-
-def _require(store: Store | None) -> Store:
-    if store is None:
-        raise StoreError("no store")
-    return store

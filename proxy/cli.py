@@ -126,6 +126,40 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 origin.kill()
 
 
+def cmd_purge(args: argparse.Namespace) -> int:
+    """POST /purge to this node's admin listener (the config says where, and the token)."""
+    import json
+
+    config = _load(args.config)
+    token = args.token or config.admin.token
+    if not token:
+        sys.stderr.write("mediaproxy: no admin token (set admin.token or pass --token)\n")
+        return 2
+    body: dict[str, object] = {"soft": args.soft}
+    if args.all:
+        body["all"] = True
+    else:
+        kind, value = next((k, v) for k, v in (("url", args.url), ("prefix", args.prefix),
+                                               ("tag", args.tag)) if v is not None)
+        body[kind] = value
+    if args.wait_all:
+        body["wait"] = True
+    url = args.admin_url or f"http://{config.server.admin_listen}"
+    request = urllib.request.Request(
+        url.rstrip("/") + "/purge", data=json.dumps(body).encode(), method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=args.timeout) as response:
+            _out(response.read().decode().strip())
+            return 0
+    except urllib.error.HTTPError as exc:
+        sys.stderr.write(f"mediaproxy: purge refused ({exc.code}): {exc.read().decode()}\n")
+        return 1
+    except (urllib.error.URLError, OSError) as exc:
+        sys.stderr.write(f"mediaproxy: cannot reach the admin listener at {url}: {exc}\n")
+        return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mediaproxy", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -141,6 +175,21 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(p)
     p.add_argument("--data-dir", default="var/origin", help="where the origin keeps its SQLite")
     p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("purge", help="purge by URL, prefix, tag or everything")
+    with_config(p)
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--url", help="one URL or path")
+    what.add_argument("--prefix", help="every URL starting with this path")
+    what.add_argument("--tag", help="every object the origin tagged (Surrogate-Key/Cache-Tag)")
+    what.add_argument("--all", action="store_true", help="everything")
+    p.add_argument("--soft", action="store_true",
+                   help="mark stale (revalidate with a cheap 304) instead of dropping")
+    p.add_argument("--wait-all", action="store_true",
+                   help="return when every live node has applied it (cluster)")
+    p.add_argument("--token", help="admin token (default: admin.token from the config)")
+    p.add_argument("--admin-url", help="default: http://<server.admin_listen>")
+    p.add_argument("--timeout", type=float, default=30.0)
+    p.set_defaults(func=cmd_purge)
     p = sub.add_parser("check-config", help="validate the configuration and print it")
     with_config(p)
     p.set_defaults(func=cmd_check_config)

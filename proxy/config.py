@@ -7,6 +7,7 @@ stops start-up with a ConfigError naming the key (`cache.max_size_bytes: must be
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 import typing
@@ -75,6 +76,7 @@ class CacheConfig:
     heuristic_max_seconds: float = 86400.0  # cap on heuristic freshness
     fill_chunk_bytes: int = 256 * 1024  # origin read size while filling
     eviction_interval_seconds: float = 1.0  # background cull / access-time flush period
+    expose_surrogate_keys: bool = False  # pass Surrogate-Key / Cache-Tag on to clients (a CDN)
 
     def validate(self) -> None:
         if not self.dir:
@@ -89,6 +91,25 @@ class CacheConfig:
             raise ConfigError("cache.fill_chunk_bytes: must be between 4096 and 16777216")
         if self.eviction_interval_seconds <= 0:
             raise ConfigError("cache.eviction_interval_seconds: must be > 0")
+
+
+@dataclass(frozen=True, slots=True)
+class AdminConfig:
+    token: str = ""  # bearer token for POST /purge and `mediaproxy purge`; "" disables purging
+    purge_networks: str = "127.0.0.1/32,::1/128"  # clients allowed the PURGE method untokened
+    node_name: str = ""  # this node's name in purge answers; "" = the host name
+
+    def validate(self) -> None:
+        if self.token and len(self.token) < 16:
+            raise ConfigError("admin.token: use at least 16 characters (or \"\" to disable)")
+        for net in self.networks_text():
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ConfigError(f"admin.purge_networks: not a network: {net!r}") from None
+
+    def networks_text(self) -> list[str]:
+        return [n.strip() for n in self.purge_networks.split(",") if n.strip()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,12 +132,14 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     origin: OriginConfig = field(default_factory=OriginConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     def validate(self) -> Config:
         self.server.validate()
         self.origin.validate()
         self.cache.validate()
+        self.admin.validate()
         self.log.validate()
         return self
 

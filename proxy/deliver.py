@@ -33,9 +33,12 @@ class Truncated(Exception):
 
 
 def build_headers(
-    fields: Sequence[tuple[str, str]], status: CacheStatus, via: str
+    fields: Sequence[tuple[str, str]],
+    status: CacheStatus,
+    via: str,
+    hidden: frozenset[str] = frozenset(),
 ) -> CIMultiDict[str]:
-    headers: CIMultiDict[str] = CIMultiDict(fields)
+    headers: CIMultiDict[str] = CIMultiDict((k, v) for k, v in fields if k.lower() not in hidden)
     existing = headers.getall("Via", [])
     if existing:
         del headers["Via"]

@@ -6,8 +6,8 @@
     ├── AuthError           401/403 missing or invalid token (reason is machine-readable)
     ├── OriginError         502     origin unreachable, refused, broke the connection
     │   └── OriginTimeout   504     origin did not answer in time
-    └── StoreError                  the cache directory failed; handled as a miss or PASS,
-                                    never client-facing
+    └── StoreError          503     the cache directory failed; handled as a miss or PASS
+                                    (only a PURGE, which needs the store, can see it)
 
 Policy code never raises these: it returns outcomes (an unsatisfiable range is a value).
 """
@@ -56,4 +56,5 @@ class OriginTimeout(OriginError):
 
 
 class StoreError(ProxyError):
+    status = 503  # only reaches a client on purge, where the store is the whole point
     reason = "store_error"

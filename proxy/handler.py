@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import dataclasses
 import io
+import ipaddress
 import logging
 import time
 from collections.abc import Callable
@@ -20,10 +21,11 @@ from cachetools import TTLCache
 
 from proxy import deliver
 from proxy.config import Config
-from proxy.errors import BadRequest, OriginError, StoreError
+from proxy.errors import AuthError, BadRequest, OriginError, StoreError
 from proxy.metrics import Metrics
 from proxy.origin import OriginClient, OriginResponse
 from proxy.policy import cachekey, decide, respond
+from proxy.policy.bans import Ban, BanKind, parse_tags
 from proxy.policy.freshness import Heuristic, StoredResponse, current_age
 from proxy.policy.headers import Headers, end_to_end, get
 from proxy.status import CacheStatus
@@ -77,13 +79,37 @@ class Proxy:
         # Hit-for-pass: keys whose last answer was not storable go straight to the origin for a
         # while instead of queueing behind a claim (Varnish's hit-for-pass).
         self.pass_keys: TTLCache[str, bool] = TTLCache(maxsize=100_000, ttl=30)
+        self.purge_networks = [ipaddress.ip_network(n, strict=False)
+                               for n in config.admin.networks_text()]
+        self.hidden = frozenset() if config.cache.expose_surrogate_keys else frozenset(
+            TAG_HEADERS)
 
     # -- entry -----------------------------------------------------------------------------
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if request.method in ("GET", "HEAD"):
             return await self._cacheable(request)
+        if request.method == "PURGE":
+            return await self._purge(request)
         return await self._pass(request)
+
+    async def _purge(self, request: web.Request) -> web.StreamResponse:
+        """`PURGE /path`: drop one URL, from an allowed network or with the admin token."""
+        from proxy.admin import apply_purge, authorized, ban_json, node_name
+
+        request[STATUS_KEY] = CacheStatus.PASS
+        target = self._target(request)
+        request[KEY_KEY] = target.key
+        allowed = authorized(self.config, request.headers.get("Authorization")) or (
+            _in_networks(request.remote, self.purge_networks))
+        if not allowed:
+            raise AuthError("PURGE needs an allowed network or the admin token",
+                            status=403, reason="purge_forbidden")
+        if self.store is None:
+            raise StoreError("the cache directory is not usable")
+        soft = request.headers.get("X-Purge-Soft", "").lower() in ("1", "true", "yes")
+        ban = await apply_purge(self.store, BanKind.EXACT, target.key, soft, self.clock)
+        return web.json_response(ban_json(ban, node_name(self.config)))
 
     def _target(self, request: web.BaseRequest, strip: frozenset[str] = frozenset()
                 ) -> cachekey.Target:
@@ -145,6 +171,12 @@ class Proxy:
         cached = self._lookup(key)
         if cached is None:
             return await self._collapsed(request, target, None, CacheStatus.MISS)
+        ban = self._ban_for(key, cached.meta)
+        if ban is not None and not ban.soft:
+            cached.close()  # purged: the sweep will delete it; to us it is already gone
+            return await self._collapsed(request, target, None, CacheStatus.MISS)
+        if ban is not None:
+            cached.meta = dataclasses.replace(cached.meta, invalidated=True)
         try:
             decision = decide.on_request(cached.meta, _request_headers(request), self.clock(),
                                          self.heuristic)
@@ -159,6 +191,24 @@ class Proxy:
                     assert_never(decision)
         finally:
             cached.close()
+
+    def _ban_for(self, key: str, meta: StoredResponse) -> Ban | None:
+        if self.store is None:
+            return None
+        try:
+            index = self.store.bans()
+        except StoreError as exc:
+            self.metrics.store_errors.labels("bans").inc()
+            log.warning("ban read failed: %s", exc.message)
+            return None
+        if not index.size:
+            return None
+        tags = response_tags(meta.headers) if index.tags else ()
+        return index.match(key, tags, meta.response_time)
+
+    def _purged(self, fill: FillView) -> bool:
+        ban = self._ban_for(fill.key, fill.meta)
+        return ban is not None and not ban.soft
 
     def _lookup(self, key: str) -> CachedBody | None:
         if self.store is None:
@@ -176,13 +226,16 @@ class Proxy:
         request[STATUS_KEY] = status
         plan = respond.plan(request.method, _request_headers(request), cached.meta.status,
                             cached.meta.headers, cached.size, age)
-        headers = deliver.build_headers(plan.headers, status, self.via)
+        headers = deliver.build_headers(plan.headers, status, self.via, self.hidden)
         return await deliver.send_file(request, plan, cached.file, headers)
 
     async def _serve_current(self, request: web.Request, key: str) -> web.StreamResponse | None:
         """Serve whatever entry is in the store now (someone else just filled or refreshed it)."""
         cached = self._lookup(key)
         if cached is None:
+            return None
+        if self._ban_for(key, cached.meta) is not None:
+            cached.close()
             return None
         try:
             age = current_age(cached.meta, self.clock())
@@ -201,8 +254,12 @@ class Proxy:
         goes to the origin for it; everyone else follows that request's outcome."""
         key = target.key
         fill = self.fills.get(key)
-        if fill is not None:
+        if fill is not None and not self._purged(fill):
             return await self._serve_fill(request, fill, CacheStatus.HIT)
+        if fill is not None:
+            # A purge covers the fill in progress: it will not be committed; meanwhile new
+            # requests must not get its (superseded) bytes.
+            return await self._fetch_uncached(request, target, CacheStatus.PASS)
         if request.method == "HEAD" and cached is None:
             # A HEAD must not start a multi-GB fill: ask the origin for headers only.
             return await self._fetch_uncached(request, target, status)
@@ -251,6 +308,9 @@ class Proxy:
     ) -> web.StreamResponse:
         key = target.key
         current = self._lookup(key)
+        if current is not None and self._ban_for(key, current.meta) is not None:
+            current.close()  # purged (or soft-purged): not a substitute for asking the origin
+            current = None
         if current is not None:
             # Another process committed or refreshed it between our lookup and our claim.
             replaced = cached is None or current.filename != cached.filename or (
@@ -317,6 +377,9 @@ class Proxy:
                     continue
                 remote = RemoteFill(claims, key, meta_from_dict(info["meta"]),
                                     info.get("expected"), handle)
+                if self._purged(remote):
+                    remote.close()
+                    return await self._fetch_uncached(request, target, CacheStatus.PASS)
                 try:
                     return await self._serve_fill(request, remote, CacheStatus.HIT)
                 finally:
@@ -363,7 +426,8 @@ class Proxy:
                                   response_time, origin.content_length or 0)
             try:
                 fill = Fill(target.key, str(claim.paths.part), meta, origin.content_length)
-                claim.publish({"meta": meta_dict(meta), "expected": origin.content_length})
+                claim.publish({"meta": meta_dict(meta), "expected": origin.content_length,
+                               "key": target.key, "tags": list(response_tags(meta.headers))})
                 fill.claim = claim
             except (StoreError, OSError) as exc:
                 self.metrics.store_errors.labels("fill_create").inc()
@@ -399,7 +463,7 @@ class Proxy:
         age = current_age(fill.meta, self.clock()) if status is CacheStatus.HIT else None
         plan = respond.plan(request.method, _request_headers(request), fill.meta.status,
                             fill.meta.headers, fill.expected, age)
-        headers = deliver.build_headers(plan.headers, status, self.via)
+        headers = deliver.build_headers(plan.headers, status, self.via, self.hidden)
         return await deliver.send_fill(request, plan, fill, headers)
 
     async def _run_fill(self, fill: Fill, origin: OriginResponse) -> None:
@@ -412,7 +476,10 @@ class Proxy:
                 fill.append(chunk)
             if fill.finish():
                 meta = dataclasses.replace(fill.meta, body_size=fill.written)
-                await asyncio.to_thread(store.commit, fill.key, fill.temp_path, meta)
+                committed = await asyncio.to_thread(store.commit, fill.key, fill.temp_path, meta,
+                                                    response_tags(meta.headers))
+                if not committed:
+                    outcome = "purged"
             else:
                 outcome = "incomplete"
         except OriginError as exc:
@@ -469,7 +536,7 @@ class Proxy:
             send_body=not head,
             content_length=origin.content_length,
         )
-        headers = deliver.build_headers(plan.headers, status, self.via)
+        headers = deliver.build_headers(plan.headers, status, self.via, self.hidden)
         return await deliver.relay(request, plan, origin, headers)
 
     async def _store_call(self, operation: str, fn: Callable[..., object], *args: object) -> None:
@@ -485,6 +552,25 @@ class Proxy:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+TAG_HEADERS = ("surrogate-key", "cache-tag")
+
+
+def response_tags(headers: Headers) -> tuple[str, ...]:
+    """The purge tags an origin attached (Surrogate-Key / Cache-Tag)."""
+    return parse_tags(v for k, v in headers if k.lower() in TAG_HEADERS)
+
+
+def _in_networks(remote: str | None, networks: list[ipaddress.IPv4Network |
+                                                  ipaddress.IPv6Network]) -> bool:
+    if remote is None:
+        return False
+    try:
+        address = ipaddress.ip_address(remote)
+    except ValueError:
+        return False
+    return any(address in net for net in networks)
 
 
 def fill_owns(claim: Claim, fill: Fill | None) -> bool:

@@ -23,7 +23,8 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from proxy.app import STORE_KEY, create_admin_app, create_app, open_store
+from proxy.admin import create_admin_app
+from proxy.app import STORE_KEY, create_app, open_store
 from proxy.config import Config
 from proxy.logs import AccessLogger
 from proxy.store.index import Store

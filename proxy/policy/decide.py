@@ -56,6 +56,8 @@ def on_request(
     age = current_age(stored, now)
     fresh_for = lifetime(stored.status, stored.headers, stored.response_time, heuristic) - age
     validator = has_validator(stored.headers)
+    if stored.invalidated:
+        return Revalidate() if validator else Fetch()  # soft purge
     if response_cc.no_cache and not response_cc.arg("no-cache"):
         return Revalidate() if validator else Fetch()  # RFC 9111 §5.2.2.4
     if request_cc.no_cache:

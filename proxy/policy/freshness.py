@@ -34,6 +34,7 @@ class StoredResponse:
     request_time: float  # when we sent the request that produced it
     response_time: float  # when its headers arrived
     body_size: int
+    invalidated: bool = False  # soft-purged: must be revalidated before reuse
 
 
 def date_value(headers: Headers, response_time: float) -> float:

@@ -45,6 +45,28 @@ class FillPaths:
     meta: Path
 
 
+def _try_lock(path: Path) -> int | None:
+    """An fd holding an exclusive flock on `path` (created if needed), or None if held."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(3):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        # If the lock file was removed between our open and our flock we locked an orphan
+        # inode nobody else will see: check that the path still names what we hold.
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)
+    return None
+
+
 class Claim:
     """Held by the filling process; `release` ends the fill for every follower."""
 
@@ -85,28 +107,34 @@ class Claims:
     def try_claim(self, key: str) -> Claim | None:
         """The claim on `key`, or None when another live process holds it."""
         paths = self.paths(key)
-        paths.lock.parent.mkdir(exist_ok=True)
-        for _ in range(3):
-            fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                return None
-            # If the lock file was swept between our open and our flock we locked an orphan
-            # inode nobody else will see: check that the path still names what we hold.
-            try:
-                same = os.stat(paths.lock).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                same = False
-            if not same:
-                os.close(fd)
+        fd = _try_lock(paths.lock)
+        if fd is None:
+            return None
+        for leftover in (paths.part, paths.meta):  # a crashed filler's
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+        return Claim(fd, paths)
+
+    def try_job(self, name: str) -> Claim | None:
+        """An exclusive claim on a named background job (a ban's sweep), or None."""
+        lock = self.lock_dir / "jobs" / f"{name}.lock"
+        fd = _try_lock(lock)
+        return None if fd is None else Claim(fd, FillPaths(lock, lock, lock))
+
+    def running_fills(self) -> list[dict[str, Any]]:
+        """Metadata of the fills some live process is running now."""
+        found = []
+        for meta_path in self.tmp_dir.glob("*.meta"):
+            stem = meta_path.name.split(".", 1)[0]
+            if not self._held(self.lock_dir / stem[:2] / f"{stem}.lock"):
                 continue
-            for leftover in (paths.part, paths.meta):  # a crashed filler's
-                with contextlib.suppress(FileNotFoundError):
-                    leftover.unlink()
-            return Claim(fd, paths)
-        return None
+            try:
+                info = json.loads(meta_path.read_bytes())
+            except (OSError, ValueError):
+                continue
+            if isinstance(info, dict) and "meta" in info and not info.get("done"):
+                found.append(info)
+        return found
 
     def is_held(self, key: str) -> bool:
         return self._held(self.paths(key).lock)

@@ -25,7 +25,9 @@ from typing import Any
 import diskcache
 
 from proxy.errors import StoreError
+from proxy.policy.bans import Ban, BanIndex, BanKind
 from proxy.policy.freshness import StoredResponse
+from proxy.store import bans
 from proxy.store.claims import Claims
 from proxy.store.disk import Adopt, MediaDisk
 from proxy.store.retention import GRAVEYARD_DIR, GraveyardStats, hold, reap, stats
@@ -59,6 +61,7 @@ def meta_dict(meta: StoredResponse) -> dict[str, Any]:
         "request_time": meta.request_time,
         "response_time": meta.response_time,
         "body_size": meta.body_size,
+        "invalidated": meta.invalidated,
     }
 
 
@@ -77,6 +80,7 @@ def meta_from_dict(data: dict[str, Any]) -> StoredResponse:
         request_time=float(data["request_time"]),
         response_time=float(data["response_time"]),
         body_size=int(data["body_size"]),
+        invalidated=bool(data.get("invalidated", False)),
     )
 
 
@@ -116,11 +120,15 @@ class Store:
             )
             self._reader.execute("PRAGMA busy_timeout = 5000")
             self.claims = Claims(self.directory)
+            with self.cache.transact(retry=True):
+                for statement in bans.SCHEMA:
+                    self.cache._sql(statement)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open cache directory {self.directory}: {exc}") from exc
         self._lock = threading.Lock()
         self._accessed: dict[int, float] = {}
         self.max_size_bytes = max_size_bytes
+        self._bans = bans.BanCache(self._reader)
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -172,12 +180,138 @@ class Store:
         # The pid in the name lets a starting worker sweep only the files of dead processes.
         return str(self.tmp_dir / f"{os.getpid()}.{uuid.uuid4().hex}.part")
 
-    def commit(self, key: str, temp_path: str, meta: StoredResponse) -> None:
-        """Adopt the complete temp file as the body of `key` (replacing any older entry)."""
+    def commit(
+        self, key: str, temp_path: str, meta: StoredResponse, tags: tuple[str, ...] = ()
+    ) -> bool:
+        """Adopt the complete temp file as the body of `key` (replacing any older entry).
+
+        False when a purge issued after this response was fetched covers it: the body is not
+        adopted (the caller discards it), so an in-flight fill can never undo a purge."""
         try:
-            self.cache.set(key, Adopt(temp_path, meta.body_size, encode_meta(meta)), retry=True)
+            with self.cache.transact(retry=True):
+                rows = self.cache._sql(
+                    "SELECT id, kind, value, created, soft FROM MediaBans WHERE created >= ?",
+                    (meta.response_time,),
+                ).fetchall()
+                ban = BanIndex.build(bans.row_to_ban(r) for r in rows).match(
+                    key, tags, meta.response_time)
+                if ban is not None and not ban.soft:
+                    return False
+                if ban is not None:
+                    meta = StoredResponse(meta.status, meta.headers, meta.request_time,
+                                          meta.response_time, meta.body_size, invalidated=True)
+                self.cache.set(key, Adopt(temp_path, meta.body_size, encode_meta(meta)),
+                               retry=True)
+                self.cache._sql("DELETE FROM MediaTags WHERE key = ?", (key,))
+                for tag in tags:
+                    self.cache._sql("INSERT OR IGNORE INTO MediaTags (tag, key) VALUES (?, ?)",
+                                    (tag, key))
+            return True
         except (OSError, sqlite3.Error, diskcache.Timeout) as exc:
             raise StoreError(f"commit failed: {exc}") from exc
+
+    # -- bans ------------------------------------------------------------------------------
+
+    def bans(self) -> BanIndex:
+        try:
+            return self._bans.current(self._lock)
+        except sqlite3.Error as exc:
+            raise StoreError(f"ban read failed: {exc}") from exc
+
+    def add_ban(self, kind: BanKind, value: str, *, soft: bool, now: float) -> Ban:
+        """Record a purge; it hides matching entries at once, in every process."""
+        try:
+            with self.cache.transact(retry=True):
+                cursor = self.cache._sql(
+                    "INSERT INTO MediaBans (kind, value, created, soft) VALUES (?, ?, ?, ?)",
+                    (kind.value, value, now, int(soft)),
+                )
+                ban_id = int(cursor.lastrowid or 0)
+                self.cache._sql("UPDATE MediaBanVersion SET version = version + 1 WHERE id = 0")
+        except (OSError, sqlite3.Error, diskcache.Timeout) as exc:
+            raise StoreError(f"ban failed: {exc}") from exc
+        self._bans.invalidate()
+        return Ban(ban_id, kind, value, now, soft)
+
+    def sweep_ban(self, ban: Ban, batch: int = 500) -> int:
+        """One batch of the ban's sweep: delete (or mark stale) matching entries stored before
+        it. Returns how many rows it handled (0 = the sweep is complete)."""
+        if ban.kind is BanKind.TAG:
+            select = ("SELECT c.rowid, c.key, c.value FROM MediaTags t JOIN Cache c"
+                      " ON c.key = t.key AND c.raw = 1 WHERE t.tag = ? AND c.store_time <= ?"
+                      " LIMIT ?")
+            args: tuple[Any, ...] = (ban.value, ban.created, batch)
+        elif ban.kind is BanKind.EXACT:
+            select = ("SELECT rowid, key, value FROM Cache WHERE key = ? AND raw = 1"
+                      " AND store_time <= ? LIMIT ?")
+            args = (ban.value, ban.created, batch)
+        else:
+            select = ("SELECT rowid, key, value FROM Cache WHERE key >= ? AND key < ?"
+                      " AND raw = 1 AND store_time <= ? LIMIT ?")
+            args = (ban.value, ban.value + "\U0010ffff", ban.created, batch)
+        if ban.soft:
+            already = "AND value NOT LIKE '%\"invalidated\":true%' LIMIT ?"
+            select = select.replace("LIMIT ?", already)
+        try:
+            with self.cache.transact(retry=True):
+                rows = self.cache._sql(select, args).fetchall()
+                for rowid, key, value in rows:
+                    if ban.soft:
+                        meta = decode_meta(bytes(value))
+                        meta = StoredResponse(meta.status, meta.headers, meta.request_time,
+                                              meta.response_time, meta.body_size, True)
+                        self.cache._sql("UPDATE Cache SET value = ? WHERE rowid = ?",
+                                        (sqlite3.Binary(encode_meta(meta)), rowid))
+                    else:
+                        self.cache.delete(key, retry=True)
+                        self.cache._sql("DELETE FROM MediaTags WHERE key = ?", (key,))
+            return len(rows)
+        except (OSError, sqlite3.Error, diskcache.Timeout, ValueError) as exc:
+            raise StoreError(f"ban sweep failed: {exc}") from exc
+
+    def retire_ban(self, ban: Ban) -> None:
+        try:
+            with self.cache.transact(retry=True):
+                self.cache._sql("DELETE FROM MediaBans WHERE id = ?", (ban.id,))
+                self.cache._sql("UPDATE MediaBanVersion SET version = version + 1 WHERE id = 0")
+        except (OSError, sqlite3.Error, diskcache.Timeout) as exc:
+            raise StoreError(f"ban retire failed: {exc}") from exc
+        self._bans.invalidate()
+
+    def sweep_bans(self) -> int:
+        """Sweep every active ban that no other process is sweeping; retire finished ones.
+        Runs in the background; a sweeper that dies leaves its ban to the next one."""
+        self._bans.invalidate()
+        handled = 0
+        for ban in list(self.bans().all):
+            job = self.claims.try_job(f"ban-{ban.id}")
+            if job is None:
+                continue
+            try:
+                while (n := self.sweep_ban(ban)) > 0:
+                    handled += n
+                if not self._fill_predates(ban):
+                    self.retire_ban(ban)
+            finally:
+                job.release()
+        return handled
+
+    def _fill_predates(self, ban: Ban) -> bool:
+        """Is a fill that started before `ban`, and that it covers, still running?"""
+        single = BanIndex.build([ban])
+        for info in self.claims.running_fills():
+            meta = info["meta"]
+            if single.match(str(info.get("key", "")), tuple(info.get("tags", ())),
+                            float(meta["response_time"])) is not None:
+                return True
+        return False
+
+    def count_prefix(self, prefix: str) -> int:
+        with self._lock:
+            row = self._reader.execute(
+                "SELECT COUNT(*) FROM Cache WHERE key >= ? AND key < ? AND raw = 1",
+                (prefix, prefix + "\U0010ffff")).fetchone()
+        return int(row[0])
 
     def refresh(self, key: str, expected_filename: str | None, meta: StoredResponse) -> bool:
         """Replace the metadata of `key` without touching the body (RFC 9111 §4.3.4)."""

@@ -1,0 +1,213 @@
+"""The admin listener: purge (by URL, prefix, tag, everything), stats, metrics, health.
+
+Rule: every state-changing call needs `Authorization: Bearer <admin.token>` (compared in
+constant time); with no token configured, purging is refused rather than left open. Health and
+metrics stay unauthenticated: the listener belongs on a private interface.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from proxy.config import Config
+from proxy.errors import StoreError
+from proxy.metrics import StoreCollector
+from proxy.policy import cachekey
+from proxy.policy.bans import Ban, BanKind
+from proxy.store.index import Store
+
+MAX_PURGE_BODY = 64 * 1024
+
+
+def node_name(config: Config) -> str:
+    return config.admin.node_name or socket.gethostname()
+
+
+def _error(status: int, code: str, detail: str) -> web.Response:
+    return web.json_response({"error": code, "detail": detail}, status=status)
+
+
+def authorized(config: Config, header: str | None) -> bool:
+    token = config.admin.token
+    if not token or header is None or not header.startswith("Bearer "):
+        return False
+    return hmac.compare_digest(header[7:].strip().encode(), token.encode())
+
+
+def purge_target(value: str, max_length: int) -> str | None:
+    """A URL or path given to purge -> the cache key it names (None when malformed)."""
+    parts = urlsplit(value)
+    path = parts.path or "/"
+    target = cachekey.normalise_target(path, parts.query, max_length=max_length)
+    return None if isinstance(target, cachekey.Rejected) else target.key
+
+
+def parse_purge(body: Any, max_length: int) -> tuple[BanKind, str, bool] | str:
+    """The purge request JSON -> (kind, value, soft), or an error text."""
+    if not isinstance(body, dict):
+        return "expected a JSON object"
+    soft = body.get("soft", False)
+    if not isinstance(soft, bool):
+        return "soft: expected true or false"
+    given = [k for k in ("url", "prefix", "tag", "all") if k in body]
+    if len(given) != 1:
+        return 'give exactly one of "url", "prefix", "tag", "all"'
+    kind = given[0]
+    value = body[kind]
+    if kind == "all":
+        if value is not True:
+            return "all: expected true"
+        return BanKind.PREFIX, "", soft
+    if not isinstance(value, str) or not value or len(value) > max_length:
+        return f"{kind}: expected a non-empty string"
+    if kind == "tag":
+        if any(c.isspace() for c in value):
+            return "tag: one tag, no spaces"
+        return BanKind.TAG, value, soft
+    key = purge_target(value, max_length)
+    if key is None:
+        return f"{kind}: not a valid path"
+    if kind == "prefix":
+        return BanKind.PREFIX, key, soft
+    return BanKind.EXACT, key, soft
+
+
+def ban_json(ban: Ban, node: str) -> dict[str, Any]:
+    return {
+        "ban_id": ban.id,
+        "kind": "all" if ban.kind is BanKind.PREFIX and not ban.value else ban.kind.value,
+        "value": ban.value,
+        "soft": ban.soft,
+        "created": ban.created,
+        "nodes": [{"node": node, "applied": True}],
+    }
+
+
+async def apply_purge(store: Store, kind: BanKind, value: str, soft: bool,
+                      clock: Callable[[], float] = time.time) -> Ban:
+    return await asyncio.to_thread(store.add_ban, kind, value, soft=soft, now=clock())
+
+
+def create_admin_app(
+    config: Config,
+    registry: CollectorRegistry,
+    store_for: Callable[[], Store | None],
+    *,
+    workers_ready: Callable[[], tuple[int, int]] | None = None,
+    clock: Callable[[], float] = time.time,
+) -> web.Application:
+    app = web.Application(client_max_size=MAX_PURGE_BODY)
+    node = node_name(config)
+    registry.register(StoreCollector(
+        lambda: _require(store_for()).volume(),
+        lambda: _require(store_for()).entry_count(),
+        lambda: _superseded(_require(store_for())),
+    ))
+
+    async def purge(request: web.Request) -> web.Response:
+        if not config.admin.token:
+            return _error(403, "purge_disabled", "set admin.token to enable purging")
+        if not authorized(config, request.headers.get("Authorization")):
+            return _error(401, "unauthorized", "Authorization: Bearer <admin.token> required")
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            return _error(400, "bad_json", "the body must be JSON")
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, "too_large", "purge requests are small JSON objects")
+        parsed = parse_purge(body, config.server.max_url_bytes)
+        if isinstance(parsed, str):
+            return _error(400, "bad_purge", parsed)
+        store = store_for()
+        if store is None:
+            return _error(503, "store_unavailable", "the cache directory is not usable")
+        try:
+            ban = await apply_purge(store, *parsed, clock=clock)
+        except StoreError as exc:
+            return _error(503, "store_error", exc.message)
+        return web.json_response(ban_json(ban, node))
+
+    async def stats(_: web.Request) -> web.Response:
+        store = store_for()
+        if store is None:
+            return _error(503, "store_unavailable", "the cache directory is not usable")
+        body = await asyncio.to_thread(_stats, store, registry)
+        return web.json_response(body)
+
+    async def metrics(_: web.Request) -> web.Response:
+        body = await asyncio.to_thread(generate_latest, registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def readyz(_: web.Request) -> web.Response:
+        store = store_for()
+        problems: list[str] = []
+        if store is None:
+            problems.append("cache directory unavailable")
+        elif not await asyncio.to_thread(store.writable):
+            problems.append(f"cache directory not writable: {store.directory}")
+        if workers_ready is not None:
+            ready, wanted = workers_ready()
+            if ready < wanted:
+                problems.append(f"{ready} of {wanted} workers listening")
+        return web.json_response({"ready": not problems, "problems": problems},
+                                 status=503 if problems else 200)
+
+    app.router.add_post("/purge", purge)
+    app.router.add_get("/stats", stats)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app
+
+
+def _stats(store: Store, registry: CollectorRegistry) -> dict[str, Any]:
+    requests: dict[str, float] = {}
+    for family in registry.collect():
+        if family.name == "mediaproxy_requests":
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    status = sample.labels["cache_status"]
+                    requests[status] = requests.get(status, 0.0) + sample.value
+    served = sum(requests.values())
+    hits = requests.get("HIT", 0.0) + requests.get("REVALIDATED", 0.0)
+    graveyard = store.graveyard_stats()
+    return {
+        "entries": store.entry_count(),
+        "bytes": store.volume(),
+        "max_size_bytes": store.max_size_bytes,
+        "hit_ratio": round(hits / served, 4) if served else None,
+        "requests": requests,
+        "active_bans": [
+            {"ban_id": b.id, "kind": b.kind.value, "value": b.value, "soft": b.soft,
+             "created": b.created} for b in store.bans().all
+        ],
+        "fills_in_progress": len(store.claims.running_fills()),
+        "superseded_files": graveyard.files,
+        "superseded_bytes": graveyard.bytes,
+    }
+
+
+def _superseded(store: Store) -> tuple[int, int]:
+    stats = store.graveyard_stats()
+    return stats.files, stats.bytes
+
+
+def _require(store: Store | None) -> Store:
+    if store is None:
+        raise StoreError("no store")
+    return store
+
+
+
