@@ -184,12 +184,14 @@ async def test_purge_during_a_fill_is_not_undone_by_the_fill(node: Node, origin:
 async def test_purge_during_a_stream_lets_the_stream_finish(node: Node, origin: Origin) -> None:
     body = os.urandom(30_000_000)
     await prime(node, origin, {"/st/big.bin": body})
-    async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
-        async with session.get(str(node.proxy.make_url("/st/big.bin"))) as r:
-            first = await r.content.readexactly(1_000_000)
-            assert (await node.purge(url="/st/big.bin"))[0] == 200
-            await asyncio.sleep(0.3)  # the sweep deletes the entry meanwhile
-            rest = await r.read()
+    async with (
+        aiohttp.ClientSession(timeout=TIMEOUT) as session,
+        session.get(str(node.proxy.make_url("/st/big.bin"))) as r,
+    ):
+        first = await r.content.readexactly(1_000_000)
+        assert (await node.purge(url="/st/big.bin"))[0] == 200
+        await asyncio.sleep(0.3)  # the sweep deletes the entry meanwhile
+        rest = await r.read()
     assert first + rest == body
     assert (await node.get("/st/big.bin"))[0] == "MISS"
 
