@@ -66,11 +66,17 @@ async def _errors_and_metrics(request: web.Request, handler: Handler) -> web.Str
     return response
 
 
-async def _maintenance(store: Store, metrics: Metrics, interval: float) -> None:
-    """Flush batched access times and cull beyond the size limit, off the event loop."""
+async def _maintenance(store: Store, metrics: Metrics, interval: float,
+                       memory_ttl_seconds: float) -> None:
+    """Flush batched access times, sweep bans, cull beyond the size limit, reap the
+    graveyard: all off the event loop."""
+
+    def sweep() -> int:
+        return store.sweep_bans(min_ban_age_seconds=memory_ttl_seconds * 2 + 1.0)
+
     while True:
         await asyncio.sleep(interval)
-        jobs = (("access_flush", store.flush_access_times), ("ban_sweep", store.sweep_bans),
+        jobs = (("access_flush", store.flush_access_times), ("ban_sweep", sweep),
                 ("cull", store.cull), ("reap", store.reap))
         for operation, fn in jobs:
             try:
@@ -122,7 +128,8 @@ def create_app(
         if store is not None:
             app[STORE_KEY] = store
             maintenance = asyncio.create_task(
-                _maintenance(store, metrics, config.cache.eviction_interval_seconds)
+                _maintenance(store, metrics, config.cache.eviction_interval_seconds,
+                             config.cache.memory_ttl_seconds)
             )
         yield
         if maintenance is not None:

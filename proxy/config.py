@@ -77,6 +77,9 @@ class CacheConfig:
     fill_chunk_bytes: int = 256 * 1024  # origin read size while filling
     eviction_interval_seconds: float = 1.0  # background cull / access-time flush period
     expose_surrogate_keys: bool = False  # pass Surrogate-Key / Cache-Tag on to clients (a CDN)
+    memory_bytes: int = 32 * 1024 * 1024  # per-worker memory tier for small bodies; 0 = off
+    memory_body_max_bytes: int = 128 * 1024  # larger bodies always go out by sendfile
+    memory_ttl_seconds: float = 1.0  # how long a worker may reuse its memory copy
 
     def validate(self) -> None:
         if not self.dir:
@@ -91,6 +94,12 @@ class CacheConfig:
             raise ConfigError("cache.fill_chunk_bytes: must be between 4096 and 16777216")
         if self.eviction_interval_seconds <= 0:
             raise ConfigError("cache.eviction_interval_seconds: must be > 0")
+        if not 0 <= self.memory_bytes <= 1 << 34:
+            raise ConfigError("cache.memory_bytes: must be between 0 and 17179869184")
+        if not 0 <= self.memory_body_max_bytes <= 16 * 1024 * 1024:
+            raise ConfigError("cache.memory_body_max_bytes: must be between 0 and 16777216")
+        if not 0 < self.memory_ttl_seconds <= 60:
+            raise ConfigError("cache.memory_ttl_seconds: must be > 0 and <= 60")
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,12 +12,15 @@ import dataclasses
 import io
 import ipaddress
 import logging
+import math
+import os
 import time
 from collections.abc import Callable
 from typing import assert_never
 
 from aiohttp import web
 from cachetools import TTLCache
+from multidict import CIMultiDict
 
 from proxy import deliver
 from proxy.config import Config
@@ -31,6 +34,7 @@ from proxy.policy.headers import Headers, end_to_end, get
 from proxy.status import CacheStatus
 from proxy.store.claims import Claim
 from proxy.store.fill import Fill, FillView, RemoteFill
+from proxy.store.front import FrontCache, FrontEntry
 from proxy.store.index import CachedBody, Store, meta_dict, meta_from_dict
 from proxy.store.retention import hold
 
@@ -41,6 +45,9 @@ KEY_KEY = web.RequestKey("cache_key", str)
 
 # Never forwarded on a fill or revalidation: we ask for the whole current representation and
 # evaluate the client's own conditions and ranges against it ourselves.
+# Request fields that make an answer more than "the stored 200 as it is".
+_PLAN_FIELDS = ("range", "if-none-match", "if-modified-since", "if-match",
+                "if-unmodified-since")
 _CLIENT_ONLY = frozenset(
     {"if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "if-range", "range"}
 )
@@ -79,6 +86,9 @@ class Proxy:
         # Hit-for-pass: keys whose last answer was not storable go straight to the origin for a
         # while instead of queueing behind a claim (Varnish's hit-for-pass).
         self.pass_keys: TTLCache[str, bool] = TTLCache(maxsize=100_000, ttl=30)
+        memory = config.cache
+        self.front = FrontCache(memory.memory_bytes, memory.memory_body_max_bytes,
+                                memory.memory_ttl_seconds) if memory.memory_bytes else None
         self.purge_networks = [ipaddress.ip_network(n, strict=False)
                                for n in config.admin.networks_text()]
         self.hidden = frozenset() if config.cache.expose_surrogate_keys else frozenset(
@@ -168,6 +178,17 @@ class Proxy:
         target = self._target(request)
         key = target.key
         request[KEY_KEY] = key
+        if self.front is not None:
+            entry = self.front.get(key)
+            if entry is not None:
+                now = self.clock()
+                ban = self._ban_for(key, entry.meta)
+                decision = decide.on_request_facts(entry.facts, request.headers.items(), now)
+                if ban is None and isinstance(decision, decide.Serve):
+                    if self.store is not None:
+                        self.store.touch(entry.rowid, now)
+                    return self._serve_memory(request, entry, decision.age_seconds)
+                self.front.drop(key)  # stale, purged or soft-purged: the disk path decides
         cached = self._lookup(key)
         if cached is None:
             return await self._collapsed(request, target, None, CacheStatus.MISS)
@@ -182,6 +203,9 @@ class Proxy:
                                          self.heuristic)
             match decision:
                 case decide.Serve(age_seconds=age):
+                    entry = self._remember(cached) if ban is None else None
+                    if entry is not None:
+                        return self._serve_memory(request, entry, age)
                     return await self._serve_stored(request, cached, age, CacheStatus.HIT)
                 case decide.Revalidate():
                     return await self._collapsed(request, target, cached, CacheStatus.EXPIRED)
@@ -191,6 +215,51 @@ class Proxy:
                     assert_never(decision)
         finally:
             cached.close()
+
+    def _remember(self, cached: CachedBody) -> FrontEntry | None:
+        """Copy a small body into the memory tier (from the page cache, one pread)."""
+        front = self.front
+        if front is None or cached.size > front.max_body_bytes:
+            return None
+        try:
+            body = os.pread(cached.file.fileno(), cached.size, 0)
+        except OSError:
+            return None
+        if len(body) != cached.size:
+            return None
+        plan = respond.plan("GET", (), cached.meta.status, cached.meta.headers, cached.size)
+        hit_headers = tuple(deliver.build_headers(plan.headers, CacheStatus.HIT, self.via,
+                                                  self.hidden).items())
+        entry = FrontEntry(cached.key, cached.filename, cached.rowid, cached.meta,
+                           decide.facts(cached.meta, self.heuristic), body, hit_headers)
+        front.put(entry)
+        return entry
+
+    def _serve_memory(self, request: web.Request, entry: FrontEntry, age: float
+                      ) -> web.Response:
+        request[STATUS_KEY] = CacheStatus.HIT
+        headers = request.headers
+        if request.method == "GET" and not any(name in headers for name in _PLAN_FIELDS):
+            # The common case: a plain GET of a fresh object. Headers were built once.
+            response = web.Response(status=entry.meta.status, headers=CIMultiDict(
+                (*entry.hit_headers, ("Age", str(max(0, math.floor(age)))))), body=entry.body)
+            request[deliver.BYTES_KEY] = len(entry.body)
+            return response
+        plan = respond.plan(request.method, headers.items(), entry.meta.status,
+                            entry.meta.headers, len(entry.body), age)
+        fields = deliver.build_headers(plan.headers, CacheStatus.HIT, self.via, self.hidden)
+        if not plan.send_body:
+            if plan.content_length is not None and plan.status not in (304,):
+                fields["Content-Length"] = str(plan.content_length)
+            return web.Response(status=plan.status, headers=fields)
+        length = len(entry.body) if plan.length is None else plan.length
+        body = entry.body[plan.offset:plan.offset + length]
+        request[deliver.BYTES_KEY] = len(body)
+        return web.Response(status=plan.status, headers=fields, body=body)
+
+    def _forget(self, key: str) -> None:
+        if self.front is not None:
+            self.front.drop(key)
 
     def _ban_for(self, key: str, meta: StoredResponse) -> Ban | None:
         if self.store is None:
@@ -347,6 +416,7 @@ class Proxy:
             age = current_age(meta, self.clock())
             return await self._serve_stored(request, cached, age, CacheStatus.REVALIDATED)
         if origin.status in (404, 410) and cached is not None and self.store is not None:
+            self._forget(key)
             await self._store_call("delete", self.store.delete, key)
         return await self._from_origin(request, target, origin, request_time, status, future,
                                        claim)
@@ -389,6 +459,7 @@ class Proxy:
 
     def _refresh(self, key: str, filename: str, meta: StoredResponse) -> None:
         assert self.store is not None
+        self._forget(key)
         self.store.refresh(key, filename, meta)
 
     async def _fetch_uncached(
@@ -478,6 +549,7 @@ class Proxy:
                 meta = dataclasses.replace(fill.meta, body_size=fill.written)
                 committed = await asyncio.to_thread(store.commit, fill.key, fill.temp_path, meta,
                                                     response_tags(meta.headers))
+                self._forget(fill.key)
                 if not committed:
                     outcome = "purged"
             else:

@@ -7,6 +7,7 @@ never a URL, token or client address.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -49,6 +50,7 @@ class Metrics:
             "mediaproxy_store_errors", "Cache directory operations that failed, by operation.",
             ["operation"], registry=registry,
         )
+        self._children: dict[tuple[CacheStatus, str], tuple[Any, Any, Any]] = {}
         for status in CacheStatus:
             self.response_bytes.labels(status.value)
         for outcome in ("ok", "error", "timeout"):
@@ -59,10 +61,19 @@ class Metrics:
     def observe_request(
         self, status: CacheStatus, method: str, body_bytes: int, seconds: float
     ) -> None:
-        self.requests.labels(status.value, method_label(method)).inc()
+        children = self._children.get((status, method))
+        if children is None:
+            # `.labels()` costs a lock and a dict build per call: resolve each pair once.
+            children = (self.requests.labels(status.value, method_label(method)),
+                        self.response_bytes.labels(status.value),
+                        self.duration.labels(status.value))
+            if len(self._children) < 256:  # methods are client-chosen: bound the memo
+                self._children[(status, method)] = children
+        requests, response_bytes, duration = children
+        requests.inc()
         if body_bytes:
-            self.response_bytes.labels(status.value).inc(body_bytes)
-        self.duration.labels(status.value).observe(seconds)
+            response_bytes.inc(body_bytes)
+        duration.observe(seconds)
 
 
 class StoreCollector(Collector):

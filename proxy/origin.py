@@ -6,7 +6,7 @@ OriginTimeout (504); callers never see a library exception. It never touches the
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,7 +92,7 @@ class OriginClient:
         method: str,
         path: str,
         query: str,
-        headers: Sequence[tuple[str, str]],
+        headers: Collection[tuple[str, str]],
         *,
         data: Any = None,
     ) -> OriginResponse:

@@ -7,6 +7,7 @@ never "resolved", so a key can never name something the origin would serve under
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 _HEX = "0123456789ABCDEFabcdef"
@@ -74,6 +75,12 @@ def _query_name(pair: str) -> str:
     return name.replace("+", " ").lower()
 
 
+# Already normal: only characters that stay as they are, no "%", no dot segments. Most media
+# URLs look like this, and skip the character-by-character pass.
+_PLAIN_PATH = re.compile(r"/(?:[A-Za-z0-9\-_~!$&'()*+,;=:@/]|\.(?=[^./]))*")
+_PLAIN_QUERY = re.compile(r"[A-Za-z0-9\-._~!$'()*+,;:@/?=&]*")
+
+
 def normalise_target(
     raw_path: str,
     raw_query: str = "",
@@ -84,6 +91,10 @@ def normalise_target(
     """Normalise the request target; `strip_params` are removed from the query (token fields)."""
     if len(raw_path) + len(raw_query) > max_length:
         return Rejected(414, "uri_too_long")
+    if not strip_params and _PLAIN_PATH.fullmatch(raw_path) and (
+            not raw_query or _PLAIN_QUERY.fullmatch(raw_query)) and "&&" not in raw_query and (
+            not raw_query.startswith("&") and not raw_query.endswith("&")):
+        return Target(raw_path, raw_query)
     if not raw_path.startswith("/"):
         return Rejected(400, "bad_path")
     path = _normalise_component(raw_path, _PATH_RAW, in_path=True)

@@ -44,6 +44,33 @@ class Fetch:
 RequestDecision = Serve | Revalidate | Fetch
 
 
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What `on_request` needs of a stored response, parsed once per stored response."""
+
+    lifetime_seconds: float
+    initial_age_seconds: float  # corrected initial age (RFC 9111 §4.2.3)
+    response_time: float
+    validator: bool
+    must_revalidate_always: bool  # unqualified no-cache, or soft-purged
+
+    def age(self, now: float) -> float:
+        return self.initial_age_seconds + max(0.0, now - self.response_time)
+
+
+def facts(stored: StoredResponse, heuristic: Heuristic = DEFAULT_HEURISTIC) -> Facts:
+    response_cc = cache_control(stored.headers)
+    return Facts(
+        lifetime_seconds=lifetime(stored.status, stored.headers, stored.response_time,
+                                  heuristic),
+        initial_age_seconds=current_age(stored, stored.response_time),
+        response_time=stored.response_time,
+        validator=has_validator(stored.headers),
+        must_revalidate_always=stored.invalidated or (
+            response_cc.no_cache and not response_cc.arg("no-cache")),  # RFC 9111 §5.2.2.4
+    )
+
+
 def on_request(
     stored: StoredResponse,
     request: Headers,
@@ -51,15 +78,18 @@ def on_request(
     heuristic: Heuristic = DEFAULT_HEURISTIC,
 ) -> RequestDecision:
     """What to do with a request for which `stored` matched (RFC 9111 §4)."""
-    response_cc = cache_control(stored.headers)
+    return on_request_facts(facts(stored, heuristic), request, now)
+
+
+def on_request_facts(known: Facts, request: Headers, now: float) -> RequestDecision:
+    age = known.age(now)
+    fresh_for = known.lifetime_seconds - age
+    validator = known.validator
+    if known.must_revalidate_always:
+        return Revalidate() if validator else Fetch()
+    if get(request, "cache-control") is None:
+        return Serve(age) if fresh_for > 0 else (Revalidate() if validator else Fetch())
     request_cc = cache_control(request)  # Pragma is deliberately ignored (RFC 9111 §5.4)
-    age = current_age(stored, now)
-    fresh_for = lifetime(stored.status, stored.headers, stored.response_time, heuristic) - age
-    validator = has_validator(stored.headers)
-    if stored.invalidated:
-        return Revalidate() if validator else Fetch()  # soft purge
-    if response_cc.no_cache and not response_cc.arg("no-cache"):
-        return Revalidate() if validator else Fetch()  # RFC 9111 §5.2.2.4
     if request_cc.no_cache:
         return Revalidate() if validator else Fetch()  # RFC 9111 §5.2.1.4
     request_max_age = request_cc.seconds("max-age")

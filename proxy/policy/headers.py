@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import datetime
 import email.utils
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
-Headers = Sequence[tuple[str, str]]
+Headers = Collection[tuple[str, str]]
 """Ordered header fields as (name, value) pairs, names in any case."""
 
 # RFC 9110 §7.6.1: connection-specific fields a proxy must not forward. Proxy-Authenticate and

@@ -45,6 +45,7 @@ class CachedBody:
     filename: str
     meta: StoredResponse
     file: io.FileIO
+    rowid: int = 0
 
     @property
     def size(self) -> int:
@@ -172,7 +173,11 @@ class Store:
             self.delete(key)
             return None
         self._accessed[rowid] = time.time() if now is None else now
-        return CachedBody(key, filename, meta, body)
+        return CachedBody(key, filename, meta, body, rowid)
+
+    def touch(self, rowid: int, now: float) -> None:
+        """Record a use served from the memory tier (for LRU order), batched like lookups."""
+        self._accessed[rowid] = now
 
     # -- writes ----------------------------------------------------------------------------
 
@@ -278,9 +283,13 @@ class Store:
             raise StoreError(f"ban retire failed: {exc}") from exc
         self._bans.invalidate()
 
-    def sweep_bans(self) -> int:
+    def sweep_bans(self, min_ban_age_seconds: float = 0.0, now: float | None = None) -> int:
         """Sweep every active ban that no other process is sweeping; retire finished ones.
-        Runs in the background; a sweeper that dies leaves its ban to the next one."""
+        Runs in the background; a sweeper that dies leaves its ban to the next one.
+
+        A ban is retired no sooner than `min_ban_age_seconds` after it was made: workers'
+        memory tiers may hold copies loaded just before it, for up to their TTL."""
+        now = time.time() if now is None else now
         self._bans.invalidate()
         handled = 0
         for ban in list(self.bans().all):
@@ -290,7 +299,8 @@ class Store:
             try:
                 while (n := self.sweep_ban(ban)) > 0:
                     handled += n
-                if not self._fill_predates(ban):
+                old_enough = now - ban.created >= min_ban_age_seconds
+                if old_enough and not self._fill_predates(ban):
                     self.retire_ban(ban)
             finally:
                 job.release()

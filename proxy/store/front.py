@@ -1,0 +1,54 @@
+"""The per-process memory tier: small bodies and their parsed policy facts, for a short time.
+
+Rule: an entry is a copy of a committed disk entry (same bytes, same metadata), kept for at most
+`ttl_seconds`, so a replacement made by another worker shows here within that time; this
+process drops its own copy at once when it replaces, refreshes or deletes the key. Bans are
+checked on every use, so purges are immediate regardless. Bounded by total body bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cachetools import TTLCache
+
+from proxy.policy.decide import Facts
+from proxy.policy.freshness import StoredResponse
+
+ENTRY_OVERHEAD_BYTES = 1024  # headers, facts, bookkeeping: counted against the budget too
+
+
+@dataclass(frozen=True, slots=True)
+class FrontEntry:
+    key: str
+    filename: str
+    rowid: int
+    meta: StoredResponse
+    facts: Facts
+    body: bytes
+    hit_headers: tuple[tuple[str, str], ...]  # a plain 200 HIT's headers, without Age
+
+
+def _size(entry: FrontEntry) -> int:
+    return len(entry.body) + ENTRY_OVERHEAD_BYTES
+
+
+class FrontCache:
+    def __init__(self, max_bytes: int, max_body_bytes: int, ttl_seconds: float) -> None:
+        self.max_body_bytes = max_body_bytes
+        self._entries: TTLCache[str, FrontEntry] = TTLCache(
+            maxsize=max(max_bytes, 1), ttl=ttl_seconds, getsizeof=_size)
+
+    def get(self, key: str) -> FrontEntry | None:
+        return self._entries.get(key)
+
+    def put(self, entry: FrontEntry) -> None:
+        if _size(entry) <= self._entries.maxsize:
+            self._entries[entry.key] = entry
+
+    def drop(self, key: str) -> None:
+        self._entries.pop(key, None)
+
+    @property
+    def bytes(self) -> int:
+        return int(self._entries.currsize)
