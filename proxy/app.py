@@ -1,16 +1,19 @@
-"""create_app(config): the public application and the admin application, wired together.
+"""The public application: long-lived resources, and the one place errors become responses.
 
-Rule: this is the one place where ProxyError becomes an HTTP response (a one-line reason,
-never a traceback), and where long-lived resources (store, origin session, maintenance loop)
-are opened and closed.
+Rule: `PublicApp.handle` is the whole request entry point (aiohttp's low-level `web.Server`
+calls it directly: no router, no middleware chain, which measured 1.5-2x the small-hit rate
+of a `web.Application` here). ProxyError becomes a one-line plain-text answer with its status;
+anything unexpected is logged and becomes a bare 500, never a traceback to the client.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -26,14 +29,6 @@ from proxy.store.index import Store
 
 log = logging.getLogger(__name__)
 
-PROXY_KEY = web.AppKey("proxy", Proxy)
-STORE_KEY = web.AppKey("store", Store)
-METRICS_KEY = web.AppKey("metrics", Metrics)
-CONFIG_KEY = web.AppKey("config", Config)
-READY_KEY = web.AppKey("ready", dict)
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
 
 def error_response(exc: ProxyError) -> web.Response:
     return web.Response(
@@ -41,49 +36,6 @@ def error_response(exc: ProxyError) -> web.Response:
         text=f"{exc.status} {exc.reason}: {exc.message}\n",
         headers={"X-Cache": CacheStatus.ERROR.value},
     )
-
-
-@web.middleware
-async def _errors_and_metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
-    metrics = request.app[METRICS_KEY]
-    started = time.perf_counter()
-    try:
-        response = await handler(request)
-    except ProxyError as exc:
-        request[STATUS_KEY] = CacheStatus.ERROR
-        response = error_response(exc)
-        if exc.status >= 500:
-            log.warning("%s %s -> %s: %s", request.method, request.path, exc.status, exc.message)
-    except deliver.Truncated:
-        # Headers are out and the connection is closed: nothing more can be said.
-        response = web.Response(status=200)
-    except (ConnectionResetError, asyncio.CancelledError):
-        metrics.observe_request(request.get(STATUS_KEY, CacheStatus.ERROR), request.method,
-                                request.get(deliver.BYTES_KEY, 0), time.perf_counter() - started)
-        raise
-    metrics.observe_request(request.get(STATUS_KEY, CacheStatus.ERROR), request.method,
-                            request.get(deliver.BYTES_KEY, 0), time.perf_counter() - started)
-    return response
-
-
-async def _maintenance(store: Store, metrics: Metrics, interval: float,
-                       memory_ttl_seconds: float) -> None:
-    """Flush batched access times, sweep bans, cull beyond the size limit, reap the
-    graveyard: all off the event loop."""
-
-    def sweep() -> int:
-        return store.sweep_bans(min_ban_age_seconds=memory_ttl_seconds * 2 + 1.0)
-
-    while True:
-        await asyncio.sleep(interval)
-        jobs = (("access_flush", store.flush_access_times), ("ban_sweep", sweep),
-                ("cull", store.cull), ("reap", store.reap))
-        for operation, fn in jobs:
-            try:
-                await asyncio.to_thread(fn)
-            except StoreError as exc:
-                metrics.store_errors.labels(operation).inc()
-                log.warning("store %s failed: %s", operation, exc.message)
 
 
 def open_store(config: Config) -> Store | None:
@@ -98,52 +50,102 @@ def open_store(config: Config) -> Store | None:
     return store
 
 
-def create_app(
-    config: Config,
-    *,
-    registry: CollectorRegistry | None = None,
-    clock: Callable[[], float] = time.time,
-) -> web.Application:
-    """The public application. With `registry` None a private registry is made."""
-    registry = registry if registry is not None else CollectorRegistry()
-    metrics = Metrics(registry)
-    app = web.Application(
-        middlewares=[_errors_and_metrics],
-        # Above our own limit, so an over-long target gets our 414 rather than the parser's 400.
-        handler_args={"max_line_size": config.server.max_url_bytes * 2 + 1024,
-                      "max_field_size": config.server.max_header_bytes},
-        client_max_size=1024**2,
-    )
-    app[CONFIG_KEY] = config
-    app[METRICS_KEY] = metrics
-    app[READY_KEY] = {}
+class PublicApp:
+    """Everything one worker needs to answer public requests."""
 
-    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        store = open_store(config)
-        origin = OriginClient(config.origin, chunk_bytes=config.cache.fill_chunk_bytes)
-        await origin.start()
-        proxy = Proxy(config, store, origin, metrics, clock)
-        app[PROXY_KEY] = proxy
-        maintenance = None
-        if store is not None:
-            app[STORE_KEY] = store
-            maintenance = asyncio.create_task(
-                _maintenance(store, metrics, config.cache.eviction_interval_seconds,
-                             config.cache.memory_ttl_seconds)
-            )
-        yield
-        if maintenance is not None:
-            maintenance.cancel()
-            await asyncio.gather(maintenance, return_exceptions=True)
-        await proxy.close()
-        await origin.close()
-        if store is not None:
-            store.close()
+    def __init__(
+        self,
+        config: Config,
+        *,
+        registry: CollectorRegistry | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.metrics = Metrics(registry if registry is not None else CollectorRegistry())
+        self.store: Store | None = None
+        self.origin = OriginClient(config.origin, chunk_bytes=config.cache.fill_chunk_bytes)
+        self._proxy: Proxy | None = None
+        self._maintenance: asyncio.Task[None] | None = None
 
-    app.cleanup_ctx.append(lifecycle)
+    @property
+    def proxy(self) -> Proxy:
+        if self._proxy is None:
+            raise RuntimeError("PublicApp.start() has not run")
+        return self._proxy
 
-    async def handle(request: web.Request) -> web.StreamResponse:
-        return await request.app[PROXY_KEY].handle(request)
+    async def start(self) -> None:
+        self.store = open_store(self.config)
+        await self.origin.start()
+        self._proxy = Proxy(self.config, self.store, self.origin, self.metrics, self.clock)
+        if self.store is not None:
+            self._maintenance = asyncio.create_task(self._maintain(self.store))
 
-    app.router.add_route("*", "/{tail:.*}", handle)
-    return app
+    async def close(self) -> None:
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._maintenance
+        if self._proxy is not None:
+            await self._proxy.close()
+        await self.origin.close()
+        if self.store is not None:
+            self.store.close()
+
+    def make_server(self, **handler_args: Any) -> web.Server:
+        server_config = self.config.server
+        return web.Server(
+            self.handle,
+            # Above our own limit, so an over-long target gets our 414, not the parser's 400.
+            max_line_size=server_config.max_url_bytes * 2 + 1024,
+            max_field_size=server_config.max_header_bytes,
+            **handler_args,
+        )
+
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        started = time.perf_counter()
+        try:
+            response = await self.proxy.handle(request)
+        except ProxyError as exc:
+            request[STATUS_KEY] = CacheStatus.ERROR
+            response = error_response(exc)
+            if exc.status >= 500:
+                log.warning("%s %s -> %s: %s", request.method, request.path, exc.status,
+                            exc.message)
+        except deliver.Truncated:
+            # Headers are out and the connection is closed: nothing more can be said.
+            response = web.Response(status=200)
+        except (ConnectionResetError, asyncio.CancelledError):
+            self._observe(request, started)
+            raise
+        except Exception:
+            log.exception("unexpected error on %s %s", request.method, request.path)
+            request[STATUS_KEY] = CacheStatus.ERROR
+            response = web.Response(status=500, text="500 internal_error\n",
+                                    headers={"X-Cache": CacheStatus.ERROR.value})
+        self._observe(request, started)
+        return response
+
+    def _observe(self, request: web.BaseRequest, started: float) -> None:
+        self.metrics.observe_request(request.get(STATUS_KEY, CacheStatus.ERROR), request.method,
+                                     request.get(deliver.BYTES_KEY, 0),
+                                     time.perf_counter() - started)
+
+    async def _maintain(self, store: Store) -> None:
+        """Flush batched access times, sweep bans, cull beyond the size limit, reap the
+        graveyard: all off the event loop."""
+        cache = self.config.cache
+
+        def sweep() -> int:
+            return store.sweep_bans(min_ban_age_seconds=cache.memory_ttl_seconds * 2 + 1.0)
+
+        jobs = (("access_flush", store.flush_access_times), ("ban_sweep", sweep),
+                ("cull", store.cull), ("reap", store.reap))
+        while True:
+            await asyncio.sleep(cache.eviction_interval_seconds)
+            for operation, fn in jobs:
+                try:
+                    await asyncio.to_thread(fn)
+                except StoreError as exc:
+                    self.metrics.store_errors.labels(operation).inc()
+                    log.warning("store %s failed: %s", operation, exc.message)

@@ -96,14 +96,14 @@ class Proxy:
 
     # -- entry -----------------------------------------------------------------------------
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         if request.method in ("GET", "HEAD"):
             return await self._cacheable(request)
         if request.method == "PURGE":
             return await self._purge(request)
         return await self._pass(request)
 
-    async def _purge(self, request: web.Request) -> web.StreamResponse:
+    async def _purge(self, request: web.BaseRequest) -> web.StreamResponse:
         """`PURGE /path`: drop one URL, from an allowed network or with the admin token."""
         from proxy.admin import apply_purge, authorized, ban_json, node_name
 
@@ -153,7 +153,7 @@ class Proxy:
 
     # -- non-cacheable methods ---------------------------------------------------------------
 
-    async def _pass(self, request: web.Request) -> web.StreamResponse:
+    async def _pass(self, request: web.BaseRequest) -> web.StreamResponse:
         target = self._target(request)
         request[STATUS_KEY] = CacheStatus.PASS
         data = request.content if request.body_exists else None
@@ -167,14 +167,14 @@ class Proxy:
 
     # -- GET / HEAD ------------------------------------------------------------------------
 
-    async def _cacheable(self, request: web.Request) -> web.StreamResponse:
+    async def _cacheable(self, request: web.BaseRequest) -> web.StreamResponse:
         try:
             return await self._lookup_and_serve(request)
         except deliver.FillClosed:
             # The fill we joined completed meanwhile: its entry is in the store now.
             return await self._lookup_and_serve(request)
 
-    async def _lookup_and_serve(self, request: web.Request) -> web.StreamResponse:
+    async def _lookup_and_serve(self, request: web.BaseRequest) -> web.StreamResponse:
         target = self._target(request)
         key = target.key
         request[KEY_KEY] = key
@@ -235,7 +235,7 @@ class Proxy:
         front.put(entry)
         return entry
 
-    def _serve_memory(self, request: web.Request, entry: FrontEntry, age: float
+    def _serve_memory(self, request: web.BaseRequest, entry: FrontEntry, age: float
                       ) -> web.Response:
         request[STATUS_KEY] = CacheStatus.HIT
         headers = request.headers
@@ -290,7 +290,7 @@ class Proxy:
             return None
 
     async def _serve_stored(
-        self, request: web.Request, cached: CachedBody, age: float, status: CacheStatus
+        self, request: web.BaseRequest, cached: CachedBody, age: float, status: CacheStatus
     ) -> web.StreamResponse:
         request[STATUS_KEY] = status
         plan = respond.plan(request.method, _request_headers(request), cached.meta.status,
@@ -298,7 +298,7 @@ class Proxy:
         headers = deliver.build_headers(plan.headers, status, self.via, self.hidden)
         return await deliver.send_file(request, plan, cached.file, headers)
 
-    async def _serve_current(self, request: web.Request, key: str) -> web.StreamResponse | None:
+    async def _serve_current(self, request: web.BaseRequest, key: str) -> web.StreamResponse | None:
         """Serve whatever entry is in the store now (someone else just filled or refreshed it)."""
         cached = self._lookup(key)
         if cached is None:
@@ -314,7 +314,7 @@ class Proxy:
 
     async def _collapsed(
         self,
-        request: web.Request,
+        request: web.BaseRequest,
         target: cachekey.Target,
         cached: CachedBody | None,
         status: CacheStatus,
@@ -368,7 +368,7 @@ class Proxy:
 
     async def _as_claimant(
         self,
-        request: web.Request,
+        request: web.BaseRequest,
         target: cachekey.Target,
         cached: CachedBody | None,
         status: CacheStatus,
@@ -422,7 +422,7 @@ class Proxy:
                                        claim)
 
     async def _follow(
-        self, request: web.Request, target: cachekey.Target
+        self, request: web.BaseRequest, target: cachekey.Target
     ) -> web.StreamResponse | None:
         """Another process holds the claim: serve its fill, or what it stored, once it is
         there. None means the claim was released with nothing to serve (try again)."""
@@ -463,7 +463,7 @@ class Proxy:
         self.store.refresh(key, filename, meta)
 
     async def _fetch_uncached(
-        self, request: web.Request, target: cachekey.Target, status: CacheStatus
+        self, request: web.BaseRequest, target: cachekey.Target, status: CacheStatus
     ) -> web.StreamResponse:
         """Relay the origin's answer to this request as it is; nothing is stored. The client's
         own conditionals and ranges go along, so the origin can answer 304 or 206 itself."""
@@ -478,7 +478,7 @@ class Proxy:
 
     async def _from_origin(
         self,
-        request: web.Request,
+        request: web.BaseRequest,
         target: cachekey.Target,
         origin: OriginResponse,
         request_time: float,
@@ -527,7 +527,7 @@ class Proxy:
         return await self._serve_fill(request, fill, status)
 
     async def _serve_fill(
-        self, request: web.Request, fill: FillView, status: CacheStatus
+        self, request: web.BaseRequest, fill: FillView, status: CacheStatus
     ) -> web.StreamResponse:
         request[STATUS_KEY] = status
         # Age only on answers from the cache (RFC 9111 §5.1), i.e. for those joining a fill.
@@ -597,7 +597,7 @@ class Proxy:
         return response
 
     async def _relay(
-        self, request: web.Request, origin: OriginResponse, status: CacheStatus
+        self, request: web.BaseRequest, origin: OriginResponse, status: CacheStatus
     ) -> web.StreamResponse:
         head = request.method == "HEAD" or origin.status in (204, 304) or origin.status < 200
         plan = respond.Plan(

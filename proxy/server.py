@@ -24,7 +24,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from proxy.admin import create_admin_app
-from proxy.app import STORE_KEY, create_app, open_store
+from proxy.app import PublicApp, open_store
 from proxy.config import Config
 from proxy.logs import AccessLogger
 from proxy.store.index import Store
@@ -48,7 +48,8 @@ def _stop_event() -> asyncio.Event:
     return stop
 
 
-async def _start_site(runner: web.AppRunner, listen: str, *, reuse_port: bool = False) -> None:
+async def _start_site(runner: web.BaseRunner, listen: str, *, reuse_port: bool = False
+                      ) -> None:
     host, port = _host_port(listen)
     site = web.TCPSite(runner, host, port, reuse_port=reuse_port, backlog=1024)
     await site.start()
@@ -64,10 +65,11 @@ def _access_log_args(config: Config) -> dict[str, object]:
 async def run_single(config: Config) -> None:
     """workers = 1: public and admin listeners in this process."""
     registry = CollectorRegistry()
-    public = create_app(config, registry=registry)
-    admin = create_admin_app(config, registry, lambda: public.get(STORE_KEY))
-    public_runner = web.AppRunner(public, shutdown_timeout=config.server.shutdown_timeout_seconds,
-                                  **_access_log_args(config))  # type: ignore[arg-type]
+    public = PublicApp(config, registry=registry)
+    await public.start()
+    admin = create_admin_app(config, registry, lambda: public.store)
+    public_runner = web.ServerRunner(public.make_server(**_access_log_args(config)),
+                                     shutdown_timeout=config.server.shutdown_timeout_seconds)
     admin_runner = web.AppRunner(admin, access_log=None)
     await public_runner.setup()
     await admin_runner.setup()
@@ -81,13 +83,15 @@ async def run_single(config: Config) -> None:
     finally:
         await admin_runner.cleanup()
         await public_runner.cleanup()
+        await public.close()
 
 
 async def run_worker(config: Config, index: int) -> None:
     """One of N workers: the public listener only, SO_REUSEPORT."""
-    public = create_app(config, registry=CollectorRegistry())
-    runner = web.AppRunner(public, shutdown_timeout=config.server.shutdown_timeout_seconds,
-                           **_access_log_args(config))  # type: ignore[arg-type]
+    public = PublicApp(config, registry=CollectorRegistry())
+    await public.start()
+    runner = web.ServerRunner(public.make_server(**_access_log_args(config)),
+                              shutdown_timeout=config.server.shutdown_timeout_seconds)
     await runner.setup()
     try:
         await _start_site(runner, config.server.listen, reuse_port=True)
@@ -98,6 +102,7 @@ async def run_worker(config: Config, index: int) -> None:
         await _stop_event().wait()
     finally:
         await runner.cleanup()
+        await public.close()
 
 
 class Supervisor:

@@ -18,11 +18,11 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import BaseTestServer, TestClient, TestServer
 
 from origin import app as origin_app
 from proxy import config as config_mod
-from proxy.app import create_app
+from proxy.app import PublicApp
 
 ADMIN_TOKEN = "test-admin-token"
 TIMEOUT = aiohttp.ClientTimeout(total=60)
@@ -119,17 +119,34 @@ async def origin(tmp_path: Path, clock: Clock) -> AsyncIterator[Origin]:
     await server.close()
 
 
-ProxyFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
+class ProxyTestServer(BaseTestServer):
+    """Serves `runtime.make_server()` exactly as `mediaproxy serve` does (same parser limits)."""
+
+    def __init__(self, runtime: PublicApp, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._runtime = runtime
+
+    async def _make_runner(self, **kwargs: Any) -> web.ServerRunner:
+        return web.ServerRunner(self._runtime.make_server())
+
+
+class ProxyClient(TestClient[web.BaseRequest, None]):  # type: ignore[type-var]
+    """A test client on a real proxy; `runtime` is the PublicApp behind it."""
+
+    runtime: PublicApp
+
+
+ProxyFactory = Callable[..., Awaitable[ProxyClient]]
 
 
 @pytest.fixture
 async def make_proxy(tmp_path: Path, origin: Origin) -> AsyncIterator[ProxyFactory]:
     """Start a proxy in front of `origin`; keyword arguments are config sections."""
-    clients: list[TestClient[web.Request, web.Application]] = []
+    clients: list[ProxyClient] = []
 
     async def start(
         clock: Callable[[], float] | None = None, **sections: dict[str, Any]
-    ) -> TestClient[web.Request, web.Application]:
+    ) -> ProxyClient:
         data: dict[str, dict[str, Any]] = {
             "origin": {"url": origin.url, "read_timeout_seconds": 5.0},
             "cache": {"dir": str(tmp_path / f"cache{len(clients)}")},
@@ -138,9 +155,11 @@ async def make_proxy(tmp_path: Path, origin: Origin) -> AsyncIterator[ProxyFacto
         for name, values in sections.items():
             data.setdefault(name, {}).update(values)
         config = config_mod.from_dict(data)
-        app = create_app(config) if clock is None else create_app(config, clock=clock)
-        server = TestServer(app, host="127.0.0.1", port=free_port())
-        client: TestClient[web.Request, web.Application] = TestClient(server, timeout=TIMEOUT)
+        runtime = PublicApp(config) if clock is None else PublicApp(config, clock=clock)
+        await runtime.start()
+        server = ProxyTestServer(runtime, host="127.0.0.1", port=free_port())
+        client = ProxyClient(server, timeout=TIMEOUT)
+        client.runtime = runtime
         await client.start_server()
         clients.append(client)
         return client
@@ -148,8 +167,9 @@ async def make_proxy(tmp_path: Path, origin: Origin) -> AsyncIterator[ProxyFacto
     yield start
     for client in clients:
         await client.close()
+        await client.runtime.close()
 
 
 @pytest.fixture
-async def proxy(make_proxy: ProxyFactory) -> TestClient[web.Request, web.Application]:
+async def proxy(make_proxy: ProxyFactory) -> ProxyClient:
     return await make_proxy()

@@ -9,7 +9,6 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from proxy.app import PROXY_KEY, STORE_KEY
 from tests.conftest import Clock, Origin, ProxyFactory, free_port, raw_request, sha256
 
 BODY = os.urandom(300_000)
@@ -17,7 +16,7 @@ BODY = os.urandom(300_000)
 
 async def settled(proxy) -> None:
     """Wait until every fill of this proxy is committed (or discarded)."""
-    fills = proxy.server.app[PROXY_KEY].fills
+    fills = proxy.runtime.proxy.fills
     for _ in range(200):
         if not fills:
             return
@@ -161,7 +160,7 @@ async def test_broken_origin_body_is_cut_and_never_committed(
     with pytest.raises(aiohttp.ClientPayloadError):
         await r.read()
     await asyncio.sleep(0.2)
-    store = proxy.server.app[STORE_KEY]
+    store = proxy.runtime.store
     assert store.lookup("/broken/a.bin") is None
     assert list(store.tmp_dir.glob("*.part")) == []  # the partial body was discarded
     assert await origin.admin("DELETE", "/_origin/faults") in (200, 204)
@@ -251,7 +250,7 @@ async def test_eviction_keeps_the_cache_under_its_budget(
     for path in bodies:
         assert await (await proxy.get(path)).read() == bodies[path]
         await asyncio.sleep(0.1)  # let fills commit in order
-    store = proxy.server.app[STORE_KEY]
+    store = proxy.runtime.store
     for _ in range(50):
         if store.volume() <= limit:
             break
@@ -269,7 +268,7 @@ async def test_row_whose_body_file_vanished_is_a_miss(origin: Origin, proxy) -> 
     await origin.publish("/m/gone.bin", BODY)
     await (await proxy.get("/m/gone.bin")).read()
     await asyncio.sleep(0.2)
-    store = proxy.server.app[STORE_KEY]
+    store = proxy.runtime.store
     bodies = [p for p in Path(store.directory).rglob("*.val")]
     assert len(bodies) == 1
     bodies[0].write_bytes(b"short")  # wrong size: must never be served
