@@ -342,19 +342,23 @@ class Proxy:
             served = await self._serve_current(request, key)
             if served is not None:
                 return served
+        claim = None
+        for _ in range(3):
+            claim = self.store.claims.try_claim(key)
+            if claim is not None:
+                break
+            # Another process (or request) holds the claim. Each follower follows on its
+            # own: parking siblings on a follower would make them wait for its whole body.
+            followed = await self._follow(request, target)
+            if followed is not None:
+                return followed
+        if claim is None:
+            return await self._fetch_uncached(request, target, CacheStatus.PASS)
+        # Registered only now that we hold the claim, and with no await since the check
+        # above, so in-process requests for the key park on the one that goes to the origin.
         future: asyncio.Future[Fill | None] = asyncio.get_running_loop().create_future()
         self._pending[key] = future
         try:
-            claim = None
-            for _ in range(3):
-                claim = self.store.claims.try_claim(key)
-                if claim is not None:
-                    break
-                followed = await self._follow(request, target)
-                if followed is not None:
-                    return followed
-            if claim is None:
-                return await self._fetch_uncached(request, target, CacheStatus.PASS)
             try:
                 return await self._as_claimant(request, target, cached, status, claim, future)
             finally:
