@@ -96,10 +96,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     token = os.environ.get("MEDIAPROXY_ORIGIN_TOKEN", "demo-admin-token")
     log.info("starting the reference origin on %s (first run seeds ~200 MB of sample media)",
              origin_url)
-    origin = subprocess.Popen(
-        [sys.executable, "-m", "origin", "serve", "--db", str(data_dir / "media.sqlite3"),
-         "--host", host, "--port", port, "--admin-token", token, "--seed"],
-    )
+    args_ = [sys.executable, "-m", "origin", "serve", "--db", str(data_dir / "media.sqlite3"),
+             "--host", host, "--port", port, "--admin-token", token, "--seed"]
+    if config.admin.token:
+        # The CMS flow: every publish, access change or delete purges the item's URL here.
+        args_ += ["--purge-url", f"http://{config.server.admin_listen}/purge",
+                  "--purge-token", config.admin.token]
+    origin = subprocess.Popen(args_)
     try:
         if not _wait_http(origin_url + "/_origin/stats", 300, origin):
             sys.stderr.write("error: the reference origin did not start\n")
@@ -111,8 +114,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for path in DEMO_PATHS:
             _out(f"  curl -sS -o /dev/null -D - {public}{path}    # twice: MISS, then HIT")
         _out(f"  curl -sS {admin}/metrics | grep mediaproxy_requests_total")
-        _out(f"  publish: MEDIAPROXY_ORIGIN_TOKEN={token} .venv/bin/mediaproxy-origin "
-             f"--url {origin_url} put /media/new.bin FILE")
+        _out("  publish a new revision (the origin then purges it here):")
+        _out(f"    .venv/bin/mediaproxy-origin put /media/docs/sample.pdf FILE --url {origin_url}"
+             f" --token {token}")
+        if config.admin.token:
+            _out(f"  purge: .venv/bin/mediaproxy purge --prefix /media/images/ --config "
+                 f"{args.config}")
         _out("Ctrl-C stops both.")
         _out("")
         serve(config, args.config)
