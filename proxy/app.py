@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from proxy import deliver
 from proxy.config import Config
-from proxy.errors import ProxyError, StoreError
+from proxy.errors import AuthError, ProxyError, StoreError
 from proxy.handler import STATUS_KEY, Proxy
 from proxy.metrics import Metrics
 from proxy.origin import OriginClient
@@ -31,6 +31,12 @@ log = logging.getLogger(__name__)
 
 
 def error_response(exc: ProxyError) -> web.Response:
+    if isinstance(exc, AuthError):
+        # Machine-readable, and no more detail than the reason: nothing that helps forging.
+        headers = {"X-Cache": CacheStatus.ERROR.value, "Cache-Control": "no-store"}
+        if exc.status == 401:
+            headers["WWW-Authenticate"] = 'Signed-URL realm="media"'
+        return web.json_response({"error": exc.reason}, status=exc.status, headers=headers)
     return web.Response(
         status=exc.status,
         text=f"{exc.status} {exc.reason}: {exc.message}\n",

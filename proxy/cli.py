@@ -167,6 +167,34 @@ def cmd_purge(args: argparse.Namespace) -> int:
         return 1
 
 
+def cmd_sign(args: argparse.Namespace) -> int:
+    """Print a signed URL (keys from auth.keys in the config, or MEDIAPROXY_AUTH_KEYS)."""
+    from proxy.policy.tokens import parse_keys
+    from proxy.signing import sign_url
+
+    config = _load(args.config)
+    keys = parse_keys(config.auth.keys)
+    if isinstance(keys, str) or not keys:
+        sys.stderr.write("mediaproxy: no signing keys (set auth.keys = \"kid=secret\")\n")
+        return 2
+    key_id = args.key_id or config.auth.sign_key_id or next(iter(keys))
+    if key_id not in keys:
+        sys.stderr.write(f"mediaproxy: unknown key id {key_id!r} (known: {', '.join(keys)})\n")
+        return 2
+    if args.ttl <= 0:
+        sys.stderr.write("mediaproxy: --ttl must be > 0\n")
+        return 2
+    base = args.base_url or f"http://{config.server.listen}"
+    try:
+        url = sign_url(base.rstrip("/") + args.path, key_id=key_id, secret=keys[key_id],
+                       ttl_seconds=args.ttl, prefix=args.prefix, ip=args.ip)
+    except ValueError as exc:
+        sys.stderr.write(f"mediaproxy: {exc}\n")
+        return 2
+    _out(url)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mediaproxy", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -197,6 +225,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--admin-url", help="default: http://<server.admin_listen>")
     p.add_argument("--timeout", type=float, default=30.0)
     p.set_defaults(func=cmd_purge)
+    p = sub.add_parser("sign", help="print a signed URL for a path (or a path prefix)")
+    with_config(p)
+    p.add_argument("path", help="the path, e.g. /media/private/report.pdf")
+    p.add_argument("--ttl", type=int, default=3600, help="seconds the URL stays valid")
+    p.add_argument("--prefix", action="store_true",
+                   help="cover every path under PATH (which must end with /)")
+    p.add_argument("--ip", help="bind to this client address or network (CIDR)")
+    p.add_argument("--key-id", help="default: auth.sign_key_id, else the first key")
+    p.add_argument("--base-url", help="default: http://<server.listen>")
+    p.set_defaults(func=cmd_sign)
     p = sub.add_parser("check-config", help="validate the configuration and print it")
     with_config(p)
     p.set_defaults(func=cmd_check_config)

@@ -122,6 +122,37 @@ class AdminConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthConfig:
+    keys: str = ""  # signing keys "kid=secret,kid2=secret2" (16+ char secrets); "" = no tokens
+    sign_key_id: str = ""  # key `mediaproxy sign` uses by default ("" = the first)
+    protected_prefixes: str = ""  # comma-separated path prefixes that always need a token
+    public_prefixes: str = ""  # comma-separated prefixes that never do (override the origin)
+    access_header: str = "X-Media-Access"  # origin's per-item policy header (public|protected)
+    access_recheck_seconds: float = 30.0  # protected objects revalidated at least this often
+    clock_skew_seconds: float = 30.0  # tolerance on token expiry
+    cookie_name: str = ""  # also accept the token query string in this cookie (players)
+
+    def validate(self) -> None:
+        from proxy.policy.tokens import parse_keys
+
+        parsed = parse_keys(self.keys)
+        if isinstance(parsed, str):
+            raise ConfigError(f"auth.keys: {parsed}")
+        if self.sign_key_id and self.sign_key_id not in parsed:
+            raise ConfigError(f"auth.sign_key_id: {self.sign_key_id!r} is not in auth.keys")
+        for name in ("protected_prefixes", "public_prefixes"):
+            for prefix in split_csv(getattr(self, name)):
+                if not prefix.startswith("/"):
+                    raise ConfigError(f"auth.{name}: {prefix!r} must start with '/'")
+        if self.access_recheck_seconds < 0 or self.clock_skew_seconds < 0:
+            raise ConfigError("auth: access_recheck_seconds and clock_skew_seconds must be >= 0")
+
+
+def split_csv(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+@dataclass(frozen=True, slots=True)
 class LogConfig:
     level: str = "info"  # debug | info | warning | error
     format: str = "text"  # text (development) | json (one JSON object per line, production)
@@ -142,6 +173,7 @@ class Config:
     origin: OriginConfig = field(default_factory=OriginConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     def validate(self) -> Config:
@@ -149,6 +181,7 @@ class Config:
         self.origin.validate()
         self.cache.validate()
         self.admin.validate()
+        self.auth.validate()
         self.log.validate()
         return self
 

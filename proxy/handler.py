@@ -23,11 +23,12 @@ from cachetools import TTLCache
 from multidict import CIMultiDict
 
 from proxy import deliver
-from proxy.config import Config
+from proxy.config import Config, split_csv
 from proxy.errors import AuthError, BadRequest, OriginError, StoreError
 from proxy.metrics import Metrics
 from proxy.origin import OriginClient, OriginResponse
-from proxy.policy import cachekey, decide, respond
+from proxy.policy import cachekey, decide, respond, tokens
+from proxy.policy.access import Access, AccessRules
 from proxy.policy.bans import Ban, BanKind, parse_tags
 from proxy.policy.freshness import Heuristic, StoredResponse, current_age
 from proxy.policy.headers import Headers, end_to_end, get
@@ -42,9 +43,15 @@ log = logging.getLogger(__name__)
 
 STATUS_KEY = web.RequestKey("cache_status", CacheStatus)
 KEY_KEY = web.RequestKey("cache_key", str)
+TARGET_KEY = web.RequestKey("target", cachekey.Target)
+VERDICT_KEY: web.RequestKey[tokens.Verdict] = web.RequestKey("token_verdict")
 
 # Never forwarded on a fill or revalidation: we ask for the whole current representation and
 # evaluate the client's own conditions and ranges against it ourselves.
+# Client headers that some origins use to build URLs or pick a resource, but that are not part
+# of the cache key: forwarding them would let one client poison the entry others get.
+_UNKEYED = frozenset({"x-forwarded-host", "x-forwarded-server", "x-original-url",
+                      "x-rewrite-url", "x-host", "forwarded"})
 # Request fields that make an answer more than "the stored 200 as it is".
 _PLAN_FIELDS = ("range", "if-none-match", "if-modified-since", "if-match",
                 "if-unmodified-since")
@@ -89,6 +96,12 @@ class Proxy:
         memory = config.cache
         self.front = FrontCache(memory.memory_bytes, memory.memory_body_max_bytes,
                                 memory.memory_ttl_seconds) if memory.memory_bytes else None
+        auth = config.auth
+        parsed_keys = tokens.parse_keys(auth.keys)
+        self.keys: dict[str, bytes] = parsed_keys if isinstance(parsed_keys, dict) else {}
+        self.token_params = tokens.PARAMS if self.keys else frozenset()
+        self.access = AccessRules.build(split_csv(auth.protected_prefixes),
+                                        split_csv(auth.public_prefixes), auth.access_header)
         self.purge_networks = [ipaddress.ip_network(n, strict=False)
                                for n in config.admin.networks_text()]
         self.hidden = frozenset() if config.cache.expose_surrogate_keys else frozenset(
@@ -144,7 +157,8 @@ class Proxy:
             if not (for_fill and k.lower() in _CLIENT_ONLY)
         ]
         via = [v for k, v in headers if k.lower() == "via"]
-        headers = [(k, v) for k, v in headers if k.lower() not in ("via", "x-forwarded-for")]
+        headers = [(k, v) for k, v in headers
+                   if k.lower() not in ("via", "x-forwarded-for") and k.lower() not in _UNKEYED]
         headers.append(("Via", ", ".join([*via, f"1.1 {self.via}"])))
         forwarded_for = request.headers.getall("X-Forwarded-For", [])
         peer = request.remote or "unknown"
@@ -154,7 +168,7 @@ class Proxy:
     # -- non-cacheable methods ---------------------------------------------------------------
 
     async def _pass(self, request: web.BaseRequest) -> web.StreamResponse:
-        target = self._target(request)
+        target = self._target(request, self.token_params)
         request[STATUS_KEY] = CacheStatus.PASS
         data = request.content if request.body_exists else None
         origin = await self._origin_request(
@@ -175,9 +189,12 @@ class Proxy:
             return await self._lookup_and_serve(request)
 
     async def _lookup_and_serve(self, request: web.BaseRequest) -> web.StreamResponse:
-        target = self._target(request)
+        target = self._target(request, self.token_params)
         key = target.key
         request[KEY_KEY] = key
+        request[TARGET_KEY] = target
+        if self.access.by_rule(target.path) is Access.PROTECTED:
+            self._authorize(request, ())  # configured as protected: refuse before any work
         if self.front is not None:
             entry = self.front.get(key)
             if entry is not None:
@@ -199,8 +216,8 @@ class Proxy:
         if ban is not None:
             cached.meta = dataclasses.replace(cached.meta, invalidated=True)
         try:
-            decision = decide.on_request(cached.meta, _request_headers(request), self.clock(),
-                                         self.heuristic)
+            decision = decide.on_request_facts(self._facts(key, cached.meta),
+                                               _request_headers(request), self.clock())
             match decision:
                 case decide.Serve(age_seconds=age):
                     entry = self._remember(cached) if ban is None else None
@@ -215,6 +232,42 @@ class Proxy:
                     assert_never(decision)
         finally:
             cached.close()
+
+    def _facts(self, key: str, meta: StoredResponse) -> decide.Facts:
+        path = key.split("?", 1)[0]
+        protected = self.access.for_object(path, meta.headers) is Access.PROTECTED
+        recheck = self.config.auth.access_recheck_seconds if protected else None
+        return decide.facts(meta, self.heuristic, recheck)
+
+    def _authorize(self, request: web.BaseRequest, headers: Headers) -> None:
+        """Refuse (401/403) unless the object is public or the request carries a valid token.
+        Applied wherever an object's bytes or headers are about to be sent."""
+        if request.method not in ("GET", "HEAD"):
+            return
+        target = request.get(TARGET_KEY)
+        if target is None:
+            return
+        if self.access.for_object(target.path, headers) is Access.PUBLIC:
+            return
+        verdict = request.get(VERDICT_KEY)
+        if verdict is None:
+            verdict = self._verify(request, target)
+            request[VERDICT_KEY] = verdict
+        if isinstance(verdict, tokens.Denied):
+            self.metrics.auth_denied.labels(verdict.reason.value).inc()
+            raise AuthError(verdict.reason.value, status=verdict.reason.status,
+                            reason=verdict.reason.value)
+
+    def _verify(self, request: web.BaseRequest, target: cachekey.Target) -> tokens.Verdict:
+        raw_query = request.raw_path.partition("?")[2].partition("#")[0]
+        fields = tokens.token_fields(raw_query)
+        cookie_name = self.config.auth.cookie_name
+        if not fields and cookie_name:
+            cookie = request.cookies.get(cookie_name)
+            if cookie:
+                fields = tokens.token_fields(cookie)
+        return tokens.verify(fields, target.path, request.remote, self.clock(), self.keys,
+                             self.config.auth.clock_skew_seconds)
 
     def _remember(self, cached: CachedBody) -> FrontEntry | None:
         """Copy a small body into the memory tier (from the page cache, one pread)."""
@@ -231,12 +284,13 @@ class Proxy:
         hit_headers = tuple(deliver.build_headers(plan.headers, CacheStatus.HIT, self.via,
                                                   self.hidden).items())
         entry = FrontEntry(cached.key, cached.filename, cached.rowid, cached.meta,
-                           decide.facts(cached.meta, self.heuristic), body, hit_headers)
+                           self._facts(cached.key, cached.meta), body, hit_headers)
         front.put(entry)
         return entry
 
     def _serve_memory(self, request: web.BaseRequest, entry: FrontEntry, age: float
                       ) -> web.Response:
+        self._authorize(request, entry.meta.headers)
         request[STATUS_KEY] = CacheStatus.HIT
         headers = request.headers
         if request.method == "GET" and not any(name in headers for name in _PLAN_FIELDS):
@@ -292,6 +346,7 @@ class Proxy:
     async def _serve_stored(
         self, request: web.BaseRequest, cached: CachedBody, age: float, status: CacheStatus
     ) -> web.StreamResponse:
+        self._authorize(request, cached.meta.headers)
         request[STATUS_KEY] = status
         plan = respond.plan(request.method, _request_headers(request), cached.meta.status,
                             cached.meta.headers, cached.size, age)
@@ -533,6 +588,7 @@ class Proxy:
     async def _serve_fill(
         self, request: web.BaseRequest, fill: FillView, status: CacheStatus
     ) -> web.StreamResponse:
+        self._authorize(request, fill.meta.headers)
         request[STATUS_KEY] = status
         # Age only on answers from the cache (RFC 9111 §5.1), i.e. for those joining a fill.
         age = current_age(fill.meta, self.clock()) if status is CacheStatus.HIT else None
@@ -603,6 +659,7 @@ class Proxy:
     async def _relay(
         self, request: web.BaseRequest, origin: OriginResponse, status: CacheStatus
     ) -> web.StreamResponse:
+        self._authorize(request, origin.headers)
         head = request.method == "HEAD" or origin.status in (204, 304) or origin.status < 200
         plan = respond.Plan(
             status=origin.status,

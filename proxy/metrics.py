@@ -51,6 +51,10 @@ class Metrics:
             ["operation"], registry=registry,
         )
         self._children: dict[tuple[CacheStatus, str], tuple[Any, Any, Any]] = {}
+        self.auth_denied = Counter(
+            "mediaproxy_auth_denied", "Requests refused by token or access checks, by reason.",
+            ["reason"], registry=registry,
+        )
         for status in CacheStatus:
             self.response_bytes.labels(status.value)
         for outcome in ("ok", "error", "timeout"):

@@ -53,12 +53,17 @@ class Facts:
     response_time: float
     validator: bool
     must_revalidate_always: bool  # unqualified no-cache, or soft-purged
+    recheck_seconds: float | None = None  # protected objects: revalidate at least this often
 
     def age(self, now: float) -> float:
         return self.initial_age_seconds + max(0.0, now - self.response_time)
 
 
-def facts(stored: StoredResponse, heuristic: Heuristic = DEFAULT_HEURISTIC) -> Facts:
+def facts(
+    stored: StoredResponse,
+    heuristic: Heuristic = DEFAULT_HEURISTIC,
+    recheck_seconds: float | None = None,
+) -> Facts:
     response_cc = cache_control(stored.headers)
     return Facts(
         lifetime_seconds=lifetime(stored.status, stored.headers, stored.response_time,
@@ -68,6 +73,7 @@ def facts(stored: StoredResponse, heuristic: Heuristic = DEFAULT_HEURISTIC) -> F
         validator=has_validator(stored.headers),
         must_revalidate_always=stored.invalidated or (
             response_cc.no_cache and not response_cc.arg("no-cache")),  # RFC 9111 §5.2.2.4
+        recheck_seconds=recheck_seconds,
     )
 
 
@@ -86,6 +92,10 @@ def on_request_facts(known: Facts, request: Headers, now: float) -> RequestDecis
     fresh_for = known.lifetime_seconds - age
     validator = known.validator
     if known.must_revalidate_always:
+        return Revalidate() if validator else Fetch()
+    if known.recheck_seconds is not None and now - known.response_time > known.recheck_seconds:
+        # Access to a protected object is re-confirmed with the origin even while fresh, so a
+        # revocation there takes effect within this time without a purge.
         return Revalidate() if validator else Fetch()
     if get(request, "cache-control") is None:
         return Serve(age) if fresh_for > 0 else (Revalidate() if validator else Fetch())
