@@ -147,8 +147,16 @@ class PublicApp:
 
         jobs = (("access_flush", store.flush_access_times), ("ban_sweep", sweep),
                 ("cull", store.cull), ("reap", store.reap))
+        audited = 0.0
         while True:
             await asyncio.sleep(cache.eviction_interval_seconds)
+            if cache.abort_streams_on_revoke and time.monotonic() - audited >= 1.0:
+                audited = time.monotonic()
+                try:
+                    self.proxy.audit_streams()  # on the loop: it aborts transports
+                except StoreError as exc:
+                    self.metrics.store_errors.labels("stream_audit").inc()
+                    log.warning("stream audit failed: %s", exc.message)
             for operation, fn in jobs:
                 try:
                     await asyncio.to_thread(fn)

@@ -80,6 +80,7 @@ class CacheConfig:
     memory_bytes: int = 32 * 1024 * 1024  # per-worker memory tier for small bodies; 0 = off
     memory_body_max_bytes: int = 128 * 1024  # larger bodies always go out by sendfile
     memory_ttl_seconds: float = 1.0  # how long a worker may reuse its memory copy
+    abort_streams_on_revoke: bool = False  # cut running streams of purged/deleted/revoked items
 
     def validate(self) -> None:
         if not self.dir:

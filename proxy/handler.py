@@ -15,7 +15,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import assert_never
 
 from aiohttp import web
@@ -90,6 +90,7 @@ class Proxy:
         # for the origin's headers; others await it and join the resulting fill.
         self._pending: dict[str, asyncio.Future[Fill | None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self.streams: dict[str, set[Stream]] = {}
         # Hit-for-pass: keys whose last answer was not storable go straight to the origin for a
         # while instead of queueing behind a claim (Varnish's hit-for-pass).
         self.pass_keys: TTLCache[str, bool] = TTLCache(maxsize=100_000, ttl=30)
@@ -351,7 +352,8 @@ class Proxy:
         plan = respond.plan(request.method, _request_headers(request), cached.meta.status,
                             cached.meta.headers, cached.size, age)
         headers = deliver.build_headers(plan.headers, status, self.via, self.hidden)
-        return await deliver.send_file(request, plan, cached.file, headers)
+        with self._streaming(request, cached.key, cached.meta):
+            return await deliver.send_file(request, plan, cached.file, headers)
 
     async def _serve_current(self, request: web.BaseRequest, key: str) -> web.StreamResponse | None:
         """Serve whatever entry is in the store now (someone else just filled or refreshed it)."""
@@ -475,8 +477,11 @@ class Proxy:
             age = current_age(meta, self.clock())
             return await self._serve_stored(request, cached, age, CacheStatus.REVALIDATED)
         if origin.status in (404, 410) and cached is not None and self.store is not None:
+            # Deleted at the origin: a ban (not a local delete) so every worker's memory tier
+            # and, in strict mode, every running stream of it learn it at once.
             self._forget(key)
-            await self._store_call("delete", self.store.delete, key)
+            await self._store_call("ban", self.store.add_ban, BanKind.EXACT, key, soft=False,
+                                   now=self.clock())
         return await self._from_origin(request, target, origin, request_time, status, future,
                                        claim)
 
@@ -595,7 +600,8 @@ class Proxy:
         plan = respond.plan(request.method, _request_headers(request), fill.meta.status,
                             fill.meta.headers, fill.expected, age)
         headers = deliver.build_headers(plan.headers, status, self.via, self.hidden)
-        return await deliver.send_fill(request, plan, fill, headers)
+        with self._streaming(request, fill.key, fill.meta):
+            return await deliver.send_fill(request, plan, fill, headers)
 
     async def _run_fill(self, fill: Fill, origin: OriginResponse) -> None:
         """Origin body -> temp file -> commit. Runs to the end even if every client leaves."""
@@ -672,19 +678,82 @@ class Proxy:
         headers = deliver.build_headers(plan.headers, status, self.via, self.hidden)
         return await deliver.relay(request, plan, origin, headers)
 
-    async def _store_call(self, operation: str, fn: Callable[..., object], *args: object) -> None:
+    async def _store_call(self, operation: str, fn: Callable[..., object], *args: object,
+                          **kwargs: object) -> None:
         """Best-effort store write off the event loop: failures are counted, never raised."""
         try:
-            await asyncio.to_thread(fn, *args)
+            await asyncio.to_thread(fn, *args, **kwargs)
         except StoreError as exc:
             self.metrics.store_errors.labels(operation).inc()
             log.warning("store %s failed: %s", operation, exc.message)
+
+    @contextlib.contextmanager
+    def _streaming(self, request: web.BaseRequest, key: str, meta: StoredResponse
+                   ) -> Iterator[None]:
+        """Register a body stream for the open-streams gauge and the strict-mode auditor."""
+        record = Stream(request, key, meta.response_time, self._has_token(request))
+        self.streams.setdefault(key, set()).add(record)
+        self.metrics.open_streams.inc()
+        try:
+            yield
+        finally:
+            self.metrics.open_streams.dec()
+            group = self.streams.get(key)
+            if group is not None:
+                group.discard(record)
+                if not group:
+                    del self.streams[key]
+
+    def _has_token(self, request: web.BaseRequest) -> bool:
+        if not self.keys:
+            return False
+        verdict = request.get(VERDICT_KEY)
+        target = request.get(TARGET_KEY)
+        if verdict is None and target is not None:
+            verdict = self._verify(request, target)
+            request[VERDICT_KEY] = verdict
+        return isinstance(verdict, tokens.Allowed)
+
+    def audit_streams(self) -> int:
+        """Strict mode: cut every running stream whose object was purged or deleted since it
+        began, or became protected while the stream carries no valid token. Returns the
+        number cut. Runs every second in each worker; bans and the index are shared, so a
+        change learned by any worker reaches streams in all of them."""
+        if not self.streams or self.store is None:
+            return 0
+        cut = 0
+        bans = self.store.bans()
+        for key, group in list(self.streams.items()):
+            current = self.store.peek(key)
+            path = key.split("?", 1)[0]
+            for stream in list(group):
+                tags = response_tags(current.headers) if current is not None else ()
+                banned = bans.match(key, tags, stream.response_time)
+                revoked = (current is not None and not stream.token and self.access.for_object(
+                    path, current.headers) is Access.PROTECTED)
+                if (banned is not None and not banned.soft) or revoked:
+                    deliver.abort(stream.request)
+                    group.discard(stream)
+                    cut += 1
+        if cut:
+            self.metrics.aborted_streams.inc(cut)
+        return cut
 
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+@dataclasses.dataclass(eq=False)
+class Stream:
+    """A response streaming a cached body, as the strict-mode auditor sees it."""
+
+    request: web.BaseRequest
+    key: str
+    response_time: float  # of the version it is sending
+    token: bool  # carried a valid token when it began
 
 
 TAG_HEADERS = ("surrogate-key", "cache-tag")

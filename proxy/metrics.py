@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -51,6 +51,15 @@ class Metrics:
             ["operation"], registry=registry,
         )
         self._children: dict[tuple[CacheStatus, str], tuple[Any, Any, Any]] = {}
+        self.open_streams = Gauge(
+            "mediaproxy_open_streams", "Responses currently streaming a body from the cache.",
+            registry=registry, multiprocess_mode="livesum",
+        )
+        self.aborted_streams = Counter(
+            "mediaproxy_aborted_streams",
+            "Streams cut because their object was purged, deleted or revoked (strict mode).",
+            registry=registry,
+        )
         self.auth_denied = Counter(
             "mediaproxy_auth_denied", "Requests refused by token or access checks, by reason.",
             ["reason"], registry=registry,

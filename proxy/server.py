@@ -40,9 +40,23 @@ def _host_port(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _quiet_sendfile_disconnects(loop: asyncio.AbstractEventLoop,
+                                context: dict[str, object]) -> None:
+    """A client that disconnects during `loop.sendfile` makes asyncio's transport raise
+    InvalidStateError in `_call_connection_lost` (its sendfile waiter is already done). It is
+    harmless (the response was over for that client); log it at debug, pass the rest on."""
+    exc = context.get("exception")
+    if isinstance(exc, asyncio.InvalidStateError) and "_call_connection_lost" in str(
+            context.get("message", "")):
+        log.debug("client left during sendfile: %s", context.get("message"))
+        return
+    loop.default_exception_handler(context)
+
+
 def _stop_event() -> asyncio.Event:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(_quiet_sendfile_disconnects)
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     return stop

@@ -175,6 +175,21 @@ class Store:
         self._accessed[rowid] = time.time() if now is None else now
         return CachedBody(key, filename, meta, body, rowid)
 
+    def peek(self, key: str) -> StoredResponse | None:
+        """The current metadata of `key`, without opening its body."""
+        try:
+            with self._lock:
+                row = self._reader.execute(
+                    "SELECT value FROM Cache WHERE key = ? AND raw = 1", (key,)).fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"index read failed: {exc}") from exc
+        if row is None or row[0] is None:
+            return None
+        try:
+            return decode_meta(bytes(row[0]))
+        except (ValueError, KeyError, TypeError):
+            return None
+
     def touch(self, rowid: int, now: float) -> None:
         """Record a use served from the memory tier (for LRU order), batched like lookups."""
         self._accessed[rowid] = now

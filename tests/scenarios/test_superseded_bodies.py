@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pytest
+
 from tests.conftest import sha256
 from tests.e2e.conftest import Running, start_proxy, stop
 from tests.e2e.test_workers import get, put
@@ -84,3 +86,77 @@ def get_with(url: str, headers: dict[str, str]) -> tuple[int, dict[str, str], by
 
     with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60) as r:
         return r.status, dict(r.headers), r.read()
+
+
+ADMIN = "[admin]\ntoken = \"scenario-admin-token-0123\"\n"
+AUTH = "[auth]\nkeys = \"k1=0123456789abcdef0123\"\n"
+
+
+def origin_call(origin: Running, method: str, path: str, body: bytes | None = None) -> int:
+    import urllib.request
+
+    from tests.conftest import ADMIN_TOKEN
+
+    request = urllib.request.Request(origin.url + path, data=body, method=method, headers={
+        "Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as r:
+        return int(r.status)
+
+
+def purge(proxy: Running, path: str) -> None:
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(
+        proxy.admin_url + "/purge", data=json.dumps({"url": path}).encode(), method="POST",
+        headers={"Authorization": "Bearer scenario-admin-token-0123"})
+    with urllib.request.urlopen(request, timeout=30) as r:
+        assert r.status == 200
+
+
+def status_of(url: str) -> int:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=30) as r:
+            r.read()
+            return r.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["default", "strict"])
+@pytest.mark.parametrize("change", ["access", "delete"])
+def test_change_mid_download(tmp_path: Path, origin_process: Running, strict: bool,
+                             change: str) -> None:
+    body = os.urandom(SIZE)
+    put(origin_process, "/v/clip.mp4", body)
+    proxy = start_proxy(
+        tmp_path, origin_process.url, workers=2,
+        cache_extra=f"eviction_interval_seconds = 0.1\nabort_streams_on_revoke = "
+                    f"{'true' if strict else 'false'}\n",
+        extra=ADMIN + AUTH)
+    try:
+        assert sha256(get(proxy.url + "/v/clip.mp4")[2]) == sha256(body)
+        slow = SlowClient(proxy.url + "/v/clip.mp4")
+        slow.read(1 << 20)
+        if change == "access":
+            assert origin_call(origin_process, "PATCH", "/v/clip.mp4",
+                               b'{"access": "protected"}') == 200
+        else:
+            assert origin_call(origin_process, "DELETE", "/v/clip.mp4") == 204
+        purge(proxy, "/v/clip.mp4")  # what the origin's purge hook does after a change
+        # New requests see the change at once.
+        assert status_of(proxy.url + "/v/clip.mp4") == (401 if change == "access" else 404)
+        if strict:
+            time.sleep(2.5)  # the auditor runs every second
+            try:
+                slow.finish()
+            except (http.client.IncompleteRead, ConnectionError, OSError):
+                pass
+            assert slow.received < SIZE, "the stream was cut short of Content-Length"
+        else:
+            assert slow.finish() == sha256(body) and slow.received == SIZE
+    finally:
+        assert stop(proxy.proc) == 0
