@@ -57,6 +57,8 @@ class OriginConfig:
     read_timeout_seconds: float = 30.0  # max silence while waiting for headers or body bytes
     max_connections: int = 100  # per worker process
     forward_host: bool = False  # send the client's Host instead of the origin's
+    keepalive_seconds: float = 4.0  # idle origin connections are closed after this; keep it
+    # below the origin's own keep-alive timeout (Node 5 s, nginx 75 s, Apache 5 s)
 
     def validate(self) -> None:
         if not (self.url.startswith("http://") or self.url.startswith("https://")):

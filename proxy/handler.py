@@ -176,9 +176,25 @@ class Proxy:
             request.method, target, self._forward_headers(request, for_fill=False), data=data
         )
         try:
+            await self._invalidate(request, target, origin)
             return await self._relay(request, origin, CacheStatus.PASS)
         finally:
             origin.release()
+
+    async def _invalidate(self, request: web.BaseRequest, target: cachekey.Target,
+                          origin: OriginResponse) -> None:
+        """A successful unsafe request makes our copies of what it changed unusable."""
+        if self.store is None:
+            return
+        for path in decide.invalidated_by(request.method, origin.status, target.key,
+                                          origin.headers, self.origin.base.raw_authority):
+            parts = path.partition("?")
+            normal = cachekey.normalise_target(parts[0], parts[2], strip_params=self.token_params)
+            if isinstance(normal, cachekey.Rejected):
+                continue
+            self._forget(normal.key)
+            await self._store_call("invalidate", self.store.add_ban, BanKind.EXACT,
+                                   normal.key, soft=False, now=self.clock())
 
     # -- GET / HEAD ------------------------------------------------------------------------
 
@@ -360,12 +376,15 @@ class Proxy:
         cached = self._lookup(key)
         if cached is None:
             return None
-        if self._ban_for(key, cached.meta) is not None:
-            cached.close()
+        decision = decide.on_request_facts(self._facts(key, cached.meta),
+                                           _request_headers(request), self.clock())
+        if self._ban_for(key, cached.meta) is not None or not isinstance(decision,
+                                                                         decide.Serve):
+            cached.close()  # purged, or not usable for this request: claim and fetch
             return None
         try:
-            age = current_age(cached.meta, self.clock())
-            return await self._serve_stored(request, cached, age, CacheStatus.HIT)
+            return await self._serve_stored(request, cached, decision.age_seconds,
+                                            CacheStatus.HIT)
         finally:
             cached.close()
 
@@ -442,13 +461,17 @@ class Proxy:
             current.close()  # purged (or soft-purged): not a substitute for asking the origin
             current = None
         if current is not None:
-            # Another process committed or refreshed it between our lookup and our claim.
+            # Another process may have committed or refreshed it between our lookup and our
+            # claim: serve that only if it is new to us and usable as it is now (fresh for this
+            # request); a stale entry is what we are here to replace.
             replaced = cached is None or current.filename != cached.filename or (
                 current.meta.response_time > cached.meta.response_time)
-            if replaced:
+            decision = decide.on_request_facts(self._facts(key, current.meta),
+                                               _request_headers(request), self.clock())
+            if replaced and isinstance(decision, decide.Serve):
                 try:
-                    age = current_age(current.meta, self.clock())
-                    return await self._serve_stored(request, current, age, CacheStatus.HIT)
+                    return await self._serve_stored(request, current, decision.age_seconds,
+                                                    CacheStatus.HIT)
                 finally:
                     current.close()
             current.close()

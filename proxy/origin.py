@@ -62,7 +62,8 @@ class OriginClient:
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(
-            limit=self.config.max_connections, ttl_dns_cache=60, enable_cleanup_closed=True
+            limit=self.config.max_connections, ttl_dns_cache=60, enable_cleanup_closed=True,
+            keepalive_timeout=self.config.keepalive_seconds,
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
@@ -104,16 +105,25 @@ class OriginClient:
             for k, v in end_to_end(headers)
             if k.lower() != "host" or self.config.forward_host  # else aiohttp sets the origin's
         ]
+        # A pooled connection the origin closed while idle fails before any response byte;
+        # a GET or HEAD (no body) is then safe to send once more on a fresh connection.
+        attempts = 2 if method in ("GET", "HEAD") and data is None else 1
         try:
-            response = await self._session.request(
-                method,
-                self.url_for(path, query),
-                headers=CIMultiDict(send_headers),
-                data=data,
-                allow_redirects=False,
-                compress=None,
-                chunked=None,
-            )
+            for attempt in range(attempts):
+                try:
+                    response = await self._session.request(
+                        method,
+                        self.url_for(path, query),
+                        headers=CIMultiDict(send_headers),
+                        data=data,
+                        allow_redirects=False,
+                        compress=None,
+                        chunked=None,
+                    )
+                    break
+                except aiohttp.ServerDisconnectedError:
+                    if attempt + 1 == attempts:
+                        raise
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise OriginTimeout("origin did not answer in time") from exc
         except aiohttp.ClientConnectorError as exc:

@@ -18,7 +18,14 @@ from proxy.policy.freshness import (
     has_validator,
     lifetime,
 )
-from proxy.policy.headers import Headers, cache_control, get, get_all, get_joined
+from proxy.policy.headers import (
+    Headers,
+    cache_control,
+    get,
+    get_all,
+    get_joined,
+    response_cache_control,
+)
 
 DEFAULT_HEURISTIC = Heuristic()
 
@@ -64,7 +71,7 @@ def facts(
     heuristic: Heuristic = DEFAULT_HEURISTIC,
     recheck_seconds: float | None = None,
 ) -> Facts:
-    response_cc = cache_control(stored.headers)
+    response_cc = response_cache_control(stored.headers)
     return Facts(
         lifetime_seconds=lifetime(stored.status, stored.headers, stored.response_time,
                                   heuristic),
@@ -125,7 +132,7 @@ def storable(
     with neither freshness nor a validator (it could never be reused)."""
     if method != "GET" or status not in UNDERSTOOD_STATUSES:
         return False
-    response_cc = cache_control(response)
+    response_cc = response_cache_control(response)
     request_cc = cache_control(request)
     if response_cc.no_store or request_cc.no_store:
         return False
@@ -145,6 +152,31 @@ def storable(
         return False
     fresh = lifetime(status, response, response_time) > 0
     return fresh or has_validator(response)
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})  # RFC 9110 §9.2.1
+
+
+def invalidated_by(method: str, status: int, request_path: str, response: Headers,
+                   origin_authority: str) -> tuple[str, ...]:
+    """Paths (with query) a successful unsafe request invalidates (RFC 9111 §4.4): its target
+    and the same-origin Location / Content-Location URLs. Other methods and errors: none."""
+    if method in SAFE_METHODS or not 200 <= status < 400:  # any other method is unsafe
+        return ()
+    found = [request_path]
+    for name in ("location", "content-location"):
+        value = get(response, name)
+        if value is None:
+            continue
+        value = value.strip()
+        if value.startswith("/") and not value.startswith("//"):
+            found.append(value.split("#", 1)[0])
+        else:
+            _scheme, sep, rest = value.partition("://")
+            authority, slash, path = rest.partition("/")
+            if sep and slash and authority.lower() == origin_authority.lower():
+                found.append("/" + path.split("#", 1)[0])
+    return tuple(dict.fromkeys(found))
 
 
 def vary_names(response: Headers) -> tuple[str, ...]:

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 from proxy.policy.headers import (
     Headers,
-    cache_control,
     get,
-    parse_delta_seconds,
+    parse_age,
     parse_http_date,
+    response_cache_control,
 )
 
 # RFC 9110 §15.1: status codes heuristically cacheable (206 is excluded: we store full bodies).
@@ -44,13 +44,15 @@ def date_value(headers: Headers, response_time: float) -> float:
 
 def explicit_lifetime(headers: Headers, response_time: float) -> float | None:
     """s-maxage > max-age > Expires (RFC 9111 §4.2.1); None without explicit freshness."""
-    cc = cache_control(headers)
+    cc = response_cache_control(headers)
     s_maxage = cc.seconds("s-maxage")
     if s_maxage is not None:
         return float(s_maxage)
     max_age = cc.seconds("max-age")
     if max_age is not None:
         return float(max_age)
+    if get(headers, "cdn-cache-control") is not None:
+        return None  # RFC 9213: the targeted field replaces Cache-Control and Expires
     expires_header = get(headers, "expires")
     if expires_header is not None:
         expires = parse_http_date(expires_header)
@@ -66,7 +68,7 @@ def lifetime(
     explicit = explicit_lifetime(headers, response_time)
     if explicit is not None:
         return explicit
-    cc = cache_control(headers)
+    cc = response_cache_control(headers)
     if status not in HEURISTIC_STATUSES and not cc.public:
         return 0.0
     last_modified = parse_http_date(get(headers, "last-modified"))
@@ -78,7 +80,7 @@ def lifetime(
 
 def current_age(stored: StoredResponse, now: float) -> float:
     """RFC 9111 §4.2.3."""
-    age_value = parse_delta_seconds(get(stored.headers, "age")) or 0
+    age_value = parse_age(get(stored.headers, "age")) or 0
     date = date_value(stored.headers, stored.response_time)
     apparent_age = max(0.0, stored.response_time - date)
     response_delay = max(0.0, stored.response_time - stored.request_time)

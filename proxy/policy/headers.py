@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import email.utils
+import re
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
@@ -172,20 +173,62 @@ def cache_control(headers: Headers) -> CacheControl:
     return parse_cache_control(get_all(headers, "cache-control"))
 
 
+def response_cache_control(headers: Headers) -> CacheControl:
+    """The directives this cache obeys for a response: `CDN-Cache-Control` when present
+    (RFC 9213: a targeted field overrides Cache-Control for the caches it targets; we are
+    one), else `Cache-Control`."""
+    targeted = get_all(headers, "cdn-cache-control")
+    if targeted:
+        return parse_cache_control(targeted)
+    return parse_cache_control(get_all(headers, "cache-control"))
+
+
+def parse_age(value: str | None) -> int | None:
+    """Age (RFC 9111 §5.1); with several values (a list or repeated lines), the first."""
+    if value is None:
+        return None
+    return parse_delta_seconds(value.split(",", 1)[0])
+
+
+_MONTHS = {m: i for i, m in enumerate(
+    ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_LONG_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_IMF = re.compile(r"([A-Z][a-z]{2}), (\d{2}) ([A-Z][a-z]{2}) (\d{4}) (\d{2}):(\d{2}):(\d{2}) GMT")
+_RFC850 = re.compile(
+    r"([A-Z][a-z]+), (\d{2})-([A-Z][a-z]{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2}) GMT")
+_ASCTIME = re.compile(r"([A-Z][a-z]{2}) ([A-Z][a-z]{2}) ([ \d]\d) (\d{2}):(\d{2}):(\d{2}) (\d{4})")
+
+
 def parse_http_date(value: str | None) -> float | None:
-    """An HTTP-date (IMF-fixdate, RFC 850 or asctime; RFC 9110 §5.6.7) as a POSIX timestamp."""
-    if not value or len(value) > 64:
+    """An HTTP-date as a POSIX timestamp, or None. Only the three forms of RFC 9110 §5.6.7,
+    exactly: a lenient parser would read "Thu, 18 Aug 2050 02:01:18 UTC" or a two-digit hour
+    as a valid date where the RFC says the field is invalid (for Expires: already expired)."""
+    if not value or len(value) > 40:
+        return None
+    value = value.strip()
+    if m := _IMF.fullmatch(value):
+        day, mday, month, year, hh, mm, ss = m.groups()
+        if day not in _DAYS:
+            return None
+    elif m := _RFC850.fullmatch(value):
+        day, mday, month, yy, hh, mm, ss = m.groups()
+        if day not in _LONG_DAYS:
+            return None
+        year = str(2000 + int(yy) if int(yy) < 70 else 1900 + int(yy))  # RFC 9110 §5.6.7
+    elif m := _ASCTIME.fullmatch(value):
+        day, month, mday, hh, mm, ss, year = m.groups()
+        if day not in _DAYS:
+            return None
+    else:
+        return None
+    if month not in _MONTHS:
         return None
     try:
-        parsed = email.utils.parsedate_to_datetime(value.strip())
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if parsed.tzinfo is None:
-        # RFC 850 and asctime forms carry no zone; HTTP dates are always GMT.
-        parsed = parsed.replace(tzinfo=datetime.UTC)
-    try:
-        return parsed.timestamp()
-    except (OverflowError, OSError, ValueError):
+        moment = datetime.datetime(int(year), _MONTHS[month], int(mday.strip()), int(hh),
+                                   int(mm), int(ss), tzinfo=datetime.UTC)
+        return moment.timestamp()
+    except (ValueError, OverflowError):
         return None
 
 

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from proxy.policy import conditional, ranges
 from proxy.policy.headers import Headers, get
 
-# Recomputed per response, never copied from storage.
-_FRAMING = frozenset({"content-length", "content-range", "age", "transfer-encoding"})
+# Recomputed per response, never copied from storage (Age only when we compute one, and
+# Content-Range only when we build a 206/416 ourselves).
+_FRAMING = frozenset({"content-length", "transfer-encoding"})
 # RFC 9110 §15.4.5: a 304 describes no body, so body framing and encoding are left out.
 _NOT_IN_304 = _FRAMING | {"content-encoding", "content-type", "content-language"}
 
@@ -44,7 +45,8 @@ def plan(
     age_seconds: float | None = None,
 ) -> Plan:
     head = method == "HEAD"
-    base = [(k, v) for k, v in stored if k.lower() not in _FRAMING] + _age_header(age_seconds)
+    drop = _FRAMING | ({"age"} if age_seconds is not None else frozenset())
+    base = [(k, v) for k, v in stored if k.lower() not in drop] + _age_header(age_seconds)
     if status != 200:
         return Plan(status, tuple(base), 0, size, not head, size)
 
@@ -65,6 +67,8 @@ def plan(
         method, get(request, "range"), get(request, "if-range"), size,
         validators.etag, validators.last_modified,
     )
+    if not isinstance(decision, ranges.Full):
+        base = [(k, v) for k, v in base if k.lower() != "content-range"]
     match decision:
         case ranges.Partial():
             partial = (*base, ("Content-Range", decision.content_range(size)))

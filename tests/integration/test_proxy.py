@@ -274,3 +274,19 @@ async def test_row_whose_body_file_vanished_is_a_miss(origin: Origin, proxy) -> 
     bodies[0].write_bytes(b"short")  # wrong size: must never be served
     r = await proxy.get("/m/gone.bin")
     assert r.headers["X-Cache"] == "MISS" and await r.read() == BODY
+
+
+async def test_successful_unsafe_methods_invalidate_the_target(origin: Origin, proxy) -> None:
+    await origin.publish("/m/inv.bin", BODY)
+    await (await proxy.get("/m/inv.bin")).read()
+    await settled(proxy)
+    assert (await proxy.get("/m/inv.bin")).headers["X-Cache"] == "HIT"
+    r = await proxy.post("/m/inv.bin", data=b"x")  # the origin refuses (405): no invalidation
+    assert r.status == 405
+    assert (await proxy.get("/m/inv.bin")).headers["X-Cache"] == "HIT"
+    new = os.urandom(1000)
+    r = await proxy.put("/m/inv.bin", data=new, headers={"Authorization":
+                                                         "Bearer test-admin-token"})
+    assert r.status in (200, 201)
+    r = await proxy.get("/m/inv.bin")
+    assert r.headers["X-Cache"] == "MISS" and await r.read() == new

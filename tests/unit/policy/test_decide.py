@@ -73,3 +73,16 @@ def test_vary_names_normalised() -> None:
     assert vary_names([("Vary", "Accept-Encoding, accept"), ("Vary", " Origin ")]) == (
         "accept", "accept-encoding", "origin")
     assert vary_names([]) == ()
+
+
+def test_unsafe_methods_invalidate_target_and_locations() -> None:
+    from proxy.policy.decide import invalidated_by
+
+    loc = [("Location", "/items/7"), ("Content-Location", "http://origin:8090/items/7?v=2")]
+    assert invalidated_by("POST", 201, "/items", loc, "origin:8090") == (
+        "/items", "/items/7", "/items/7?v=2")
+    assert invalidated_by("DELETE", 204, "/a", [], "o") == ("/a",)
+    assert invalidated_by("PUT", 500, "/a", [], "o") == ()  # failed: nothing changed
+    assert invalidated_by("GET", 200, "/a", [], "o") == ()
+    other = [("Location", "http://elsewhere.example/x"), ("Location", "//evil/x")]
+    assert invalidated_by("POST", 200, "/a", other, "origin:8090") == ("/a",)

@@ -65,3 +65,26 @@ def test_strong_and_weak_comparison() -> None:
     assert h.strong_match(a, a)
     assert not h.strong_match(a, weak_a)
     assert h.weak_match(a, weak_a)
+
+
+def test_only_the_three_http_date_forms_exactly() -> None:
+    for bad in ["Thu, 18 Aug 2050 02:01:18 UTC", "Thu, 18 Aug 2050 02:01:18 +1000",
+                "Thu, 18 Aug 50 02:01:18 GMT", "Thu 18 Aug 2050 02:01:18 GMT",
+                "Thu, 18 Aug 2050  02:01:18 GMT", "Thu, 18-Aug-2050 02:01:18 GMT",
+                "Thu, 18 Aug 2050 02.01.18 GMT", "Thu, 18 Aug 2050 2:01:18 GMT",
+                "Xyz, 18 Aug 2050 02:01:18 GMT"]:
+        assert h.parse_http_date(bad) is None, bad
+    assert h.parse_http_date("Thu, 18 Aug 2050 02:01:18 GMT") == 2544400878.0
+
+
+def test_targeted_cache_control_overrides() -> None:
+    fields = [("Cache-Control", "no-store"), ("CDN-Cache-Control", "max-age=60")]
+    cc = h.response_cache_control(fields)
+    assert cc.seconds("max-age") == 60 and not cc.no_store
+    assert h.response_cache_control([("Cache-Control", "private")]).private
+
+
+def test_age_lists_use_the_first_value() -> None:
+    assert h.parse_age("7200, 0") == 7200
+    assert h.parse_age("abc") is None
+

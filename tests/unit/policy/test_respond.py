@@ -54,7 +54,19 @@ def test_206_and_416() -> None:
 def test_unknown_size_means_no_range_and_chunked() -> None:
     p = plan("GET", [("Range", "bytes=0-1")], 200, STORED, None)
     assert (p.status, p.length, p.content_length) == (200, None, None)
-    assert "age" not in names(p.headers)
+
+
+def test_upstream_age_passes_on_a_miss_and_is_replaced_on_a_hit() -> None:
+    assert ("Age", "999") in plan("GET", [], 200, STORED, 100).headers  # age not computed
+    hit = plan("GET", [], 200, STORED, 100, 5)
+    assert ("Age", "5") in hit.headers and ("Age", "999") not in hit.headers
+
+
+def test_stored_content_range_kept_on_full_answers_only() -> None:
+    stored = (*STORED, ("Content-Range", "bytes 0-99/100"))
+    assert ("Content-Range", "bytes 0-99/100") in plan("GET", [], 200, stored, 100, 0).headers
+    partial = plan("GET", [("Range", "bytes=0-9")], 200, stored, 100, 0)
+    assert [v for k, v in partial.headers if k == "Content-Range"] == ["bytes 0-9/100"]
 
 
 def test_non_200_stored_status_served_as_is() -> None:
