@@ -297,9 +297,11 @@ class Proxy:
             return None
         if len(body) != cached.size:
             return None
-        plan = respond.plan("GET", (), cached.meta.status, cached.meta.headers, cached.size)
-        hit_headers = tuple(deliver.build_headers(plan.headers, CacheStatus.HIT, self.via,
-                                                  self.hidden).items())
+        # Built with an Age (so any stored Age is dropped), then without it: `_serve_memory`
+        # adds the current one per request.
+        plan = respond.plan("GET", (), cached.meta.status, cached.meta.headers, cached.size, 0)
+        hit_headers = tuple((k, v) for k, v in deliver.build_headers(
+            plan.headers, CacheStatus.HIT, self.via, self.hidden).items() if k.lower() != "age")
         entry = FrontEntry(cached.key, cached.filename, cached.rowid, cached.meta,
                            self._facts(cached.key, cached.meta), body, hit_headers)
         front.put(entry)
@@ -576,7 +578,7 @@ class Proxy:
         """A full origin response is in: store it while serving it, or relay it."""
         response_time = self.clock()
         fill: Fill | None = None
-        storable = origin.status == 200 and decide.storable(
+        storable = decide.storable(
             "GET", origin.status, _request_headers(request), origin.headers, response_time
         ) and not decide.vary_names(origin.headers)  # variants: not stored yet
         if storable:

@@ -29,7 +29,7 @@ from proxy.policy.headers import (
 
 DEFAULT_HEURISTIC = Heuristic()
 
-# Status codes whose final responses we understand well enough to store (RFC 9111 §3 item 2).
+# Status codes whose meaning we know (RFC 9111 §3: needed for `must-understand`).
 UNDERSTOOD_STATUSES = HEURISTIC_STATUSES | frozenset({302, 303, 307, 400, 403, 500, 502, 503})
 
 
@@ -130,11 +130,18 @@ def storable(
     """May a shared cache store this response (RFC 9111 §3)? Also refuses what we choose not
     to keep: a response that sets a cookie (it is never given to another client) and one
     with neither freshness nor a validator (it could never be reused)."""
-    if method != "GET" or status not in UNDERSTOOD_STATUSES:
+    # RFC 9111 §3: any final status may be stored, except 206 (we keep whole bodies only) and
+    # 304; with must-understand, only statuses we understand, and no-store is then overridden.
+    if method != "GET" or not 200 <= status <= 599 or status in (206, 304):
         return False
     response_cc = response_cache_control(response)
     request_cc = cache_control(request)
-    if response_cc.no_store or request_cc.no_store:
+    if response_cc.has("must-understand"):
+        if status not in UNDERSTOOD_STATUSES:
+            return False
+    elif response_cc.no_store:
+        return False
+    if request_cc.no_store:
         return False
     if response_cc.private:
         return False  # RFC 9111 §5.2.2.7: shared caches must not store

@@ -178,9 +178,47 @@ def response_cache_control(headers: Headers) -> CacheControl:
     (RFC 9213: a targeted field overrides Cache-Control for the caches it targets; we are
     one), else `Cache-Control`."""
     targeted = get_all(headers, "cdn-cache-control")
-    if targeted:
-        return parse_cache_control(targeted)
+    joined = ", ".join(targeted)
+    if targeted and _valid_sf_directives(joined):
+        # Structured Field parameters (";x=y") carry nothing for us: drop them.
+        members = [member.split(";", 1)[0] for member in joined.split(",")]
+        return parse_cache_control([", ".join(members)])
+    # Absent or not a valid Structured Field dictionary: ignored (RFC 9213 §2.1).
     return parse_cache_control(get_all(headers, "cache-control"))
+
+
+_SF_KEY = re.compile(r"[a-z*][a-z0-9_\-.*]*")
+_SF_ITEM = re.compile(
+    r"-?\d{1,15}"  # integer
+    r"|-?\d{1,12}\.\d{1,3}"  # decimal
+    r'|"(?:[^"\\]|\\["\\])*"'  # string
+    r"|[A-Za-z*][!#$%&'*+\-.^_`|~:/A-Za-z0-9]*"  # token
+    r"|\?[01]"  # boolean
+    r"|:[A-Za-z0-9+/=]*:"  # byte sequence
+)
+_SF_INTEGER_DIRECTIVES = frozenset({"max-age", "s-maxage", "stale-while-revalidate",
+                                    "stale-if-error"})
+
+
+def _valid_sf_directives(value: str) -> bool:
+    """A Structured Field dictionary (RFC 8941 §3.2) whose lifetimes are integers and whose
+    flags are bare (true) booleans, as RFC 9213 defines CDN-Cache-Control."""
+    for member in value.split(","):
+        member = member.strip().split(";", 1)[0].strip()  # parameters are allowed, ignored
+        if not member:
+            return False
+        key, sep, item = member.partition("=")
+        if not _SF_KEY.fullmatch(key):
+            return False
+        if not sep:
+            continue  # a bare key is boolean true
+        if not _SF_ITEM.fullmatch(item):
+            return False
+        if key in _SF_INTEGER_DIRECTIVES and not re.fullmatch(r"\d{1,15}", item):
+            return False
+        if key in ("no-store", "no-cache", "private", "public") and item != "?1":
+            return False
+    return True
 
 
 def parse_age(value: str | None) -> int | None:
@@ -194,10 +232,13 @@ _MONTHS = {m: i for i, m in enumerate(
     ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _LONG_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-_IMF = re.compile(r"([A-Z][a-z]{2}), (\d{2}) ([A-Z][a-z]{2}) (\d{4}) (\d{2}):(\d{2}):(\d{2}) GMT")
+# Names are matched case-insensitively (a common origin bug that changes no meaning); the
+# layout, zone and digit counts are not.
+_IMF = re.compile(r"([A-Za-z]{3}), (\d{2}) ([A-Za-z]{3}) (\d{4}) (\d{2}):(\d{2}):(\d{2}) GMT",
+                  re.IGNORECASE)
 _RFC850 = re.compile(
-    r"([A-Z][a-z]+), (\d{2})-([A-Z][a-z]{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2}) GMT")
-_ASCTIME = re.compile(r"([A-Z][a-z]{2}) ([A-Z][a-z]{2}) ([ \d]\d) (\d{2}):(\d{2}):(\d{2}) (\d{4})")
+    r"([A-Za-z]+), (\d{2})-([A-Za-z]{3})-(\d{2}) (\d{2}):(\d{2}):(\d{2}) GMT", re.IGNORECASE)
+_ASCTIME = re.compile(r"([A-Za-z]{3}) ([A-Za-z]{3}) ([ \d]\d) (\d{2}):(\d{2}):(\d{2}) (\d{4})")
 
 
 def parse_http_date(value: str | None) -> float | None:
@@ -209,19 +250,20 @@ def parse_http_date(value: str | None) -> float | None:
     value = value.strip()
     if m := _IMF.fullmatch(value):
         day, mday, month, year, hh, mm, ss = m.groups()
-        if day not in _DAYS:
+        if day.title() not in _DAYS:
             return None
     elif m := _RFC850.fullmatch(value):
         day, mday, month, yy, hh, mm, ss = m.groups()
-        if day not in _LONG_DAYS:
+        if day.title() not in _LONG_DAYS:
             return None
         year = str(2000 + int(yy) if int(yy) < 70 else 1900 + int(yy))  # RFC 9110 §5.6.7
     elif m := _ASCTIME.fullmatch(value):
         day, month, mday, hh, mm, ss, year = m.groups()
-        if day not in _DAYS:
+        if day.title() not in _DAYS:
             return None
     else:
         return None
+    month = month.title()
     if month not in _MONTHS:
         return None
     try:

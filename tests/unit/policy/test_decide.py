@@ -61,7 +61,10 @@ def test_on_request(fields: list[tuple[str, str]], req: list[tuple[str, str]], n
         ("GET", 302, [], [("ETag", '"x"')], False),  # not heuristically cacheable, no lifetime
         ("GET", 302, [], [("Cache-Control", "max-age=60")], True),
         ("GET", 404, [], [("Cache-Control", "max-age=60")], True),
-        ("GET", 599, [], [("Cache-Control", "max-age=60")], False),  # not understood
+        ("GET", 599, [], [("Cache-Control", "max-age=60")], True),  # any final status (§3)
+        ("GET", 599, [], [("Cache-Control", "max-age=60, must-understand")], False),
+        ("GET", 200, [], [("Cache-Control", "max-age=60, no-store, must-understand")], True),
+        ("GET", 304, [], [("Cache-Control", "max-age=60")], False),
     ],
 )
 def test_storable(method: str, status: int, req: list[tuple[str, str]],

@@ -88,3 +88,17 @@ def test_age_lists_use_the_first_value() -> None:
     assert h.parse_age("7200, 0") == 7200
     assert h.parse_age("abc") is None
 
+
+
+def test_invalid_cdn_cache_control_is_ignored_entirely() -> None:
+    for bad in ['max-age="60"', "max-age=6.5", "max-age=60, no-store=5", "Max-Age=60",
+                "max-age=60,,", "max-age=a b"]:
+        fields = [("Cache-Control", "max-age=5"), ("CDN-Cache-Control", bad)]
+        assert h.response_cache_control(fields).seconds("max-age") == 5, bad
+    ok = [("Cache-Control", "max-age=5"), ("CDN-Cache-Control", "max-age=60;x=1, no-cache")]
+    assert h.response_cache_control(ok).seconds("max-age") == 60
+
+
+def test_wrong_case_names_in_dates_are_tolerated() -> None:
+    assert h.parse_http_date("THU, 18 AUG 2050 02:01:18 GMT") == 2544400878.0
+    assert h.parse_http_date("thu, 18 aug 2050 02:01:18 gmt") == 2544400878.0
