@@ -25,7 +25,7 @@ from proxy.handler import STATUS_KEY, Proxy
 from proxy.metrics import Metrics
 from proxy.origin import OriginClient
 from proxy.status import CacheStatus
-from proxy.store.index import Store
+from proxy.store.index import ORPHAN_MIN_AGE_SECONDS, Store
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,17 @@ class PublicApp:
             return store.sweep_bans(min_ban_age_seconds=cache.memory_ttl_seconds * 2 + 1.0)
 
         jobs = (("access_flush", store.flush_access_times), ("ban_sweep", sweep),
-                ("cull", store.cull), ("reap", store.reap))
+                ("cull", store.cull), ("reap", store.reap),
+                ("tmp_sweep", store.claims.sweep), ("orphan_scan", store.scan_orphans))
+        # Start-up check, in the background (serving starts at once): one full pass over the
+        # body directories for a crash's leftovers (once they are old enough to be told from a
+        # commit in flight), then a couple of directories per tick.
+        await asyncio.sleep(ORPHAN_MIN_AGE_SECONDS + 1.0)
+        try:
+            await asyncio.to_thread(store.scan_orphans, 256)
+        except StoreError as exc:
+            self.metrics.store_errors.labels("orphan_scan").inc()
+            log.warning("start-up orphan scan failed: %s", exc.message)
         audited = 0.0
         while True:
             await asyncio.sleep(cache.eviction_interval_seconds)

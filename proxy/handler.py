@@ -401,6 +401,8 @@ class Proxy:
         goes to the origin for it; everyone else follows that request's outcome."""
         key = target.key
         fill = self.fills.get(key)
+        if fill is not None and fill.closed:
+            fill = None  # ended meanwhile: its entry (if committed) is in the store
         if fill is not None and not self._purged(fill):
             return await self._serve_fill(request, fill, CacheStatus.HIT)
         if fill is not None:
@@ -415,14 +417,20 @@ class Proxy:
         pending = self._pending.get(key)
         if pending is not None:
             fill = await asyncio.shield(pending)
-            if fill is not None:
+            if fill is not None and not fill.closed:
                 return await self._serve_fill(request, fill, CacheStatus.HIT)
             served = await self._serve_current(request, key)
             if served is not None:
                 return served
         claim = None
         for _ in range(3):
-            claim = self.store.claims.try_claim(key)
+            try:
+                claim = self.store.claims.try_claim(key)
+            except OSError as exc:
+                # Read-only, full or vanished cache directory: serve from the origin.
+                self.metrics.store_errors.labels("claim").inc()
+                log.warning("cannot claim %s: %s", key, exc)
+                return await self._fetch_uncached(request, target, CacheStatus.PASS)
             if claim is not None:
                 break
             # Another process (or request) holds the claim. Each follower follows on its
@@ -602,6 +610,10 @@ class Proxy:
                 claim.publish({"pass": True})
         if not future.done():
             future.set_result(fill)
+        if self._pending.get(target.key) is future:
+            # Resolved: later requests join through self.fills (or the store), never through
+            # a future that outlives its fill.
+            del self._pending[target.key]
         if fill is None:
             claim.release()
             try:

@@ -24,6 +24,8 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS MediaTags (tag TEXT NOT NULL, key TEXT NOT NULL,"
     " PRIMARY KEY (tag, key)) WITHOUT ROWID",
     "CREATE INDEX IF NOT EXISTS MediaTagsKey ON MediaTags (key)",
+    # Lets the orphan scan ask "does any row own this body file?" without a table scan.
+    "CREATE INDEX IF NOT EXISTS MediaFilename ON Cache (filename)",
 )
 
 REFRESH_SECONDS = 0.0  # check the version on every lookup: a purge is visible at once

@@ -74,6 +74,10 @@ class Fill:
         self.readers += 1
         return io.FileIO(os.dup(self._read_fd), "r")
 
+    @property
+    def closed(self) -> bool:
+        return self._read_fd < 0
+
     def close(self) -> None:
         """No more readers may join (they find the committed entry in the store instead)."""
         if self._read_fd >= 0:

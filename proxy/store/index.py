@@ -35,6 +35,9 @@ from proxy.store.retention import GRAVEYARD_DIR, GraveyardStats, hold, reap, sta
 log = logging.getLogger(__name__)
 
 TMP_DIR = "tmp"
+# A body file is renamed into place inside the commit's write transaction (BEGIN IMMEDIATE is
+# taken first), so a file without a row for this long is a crash's leftover, not a commit.
+ORPHAN_MIN_AGE_SECONDS = 10.0
 
 
 @dataclass(slots=True)
@@ -129,6 +132,7 @@ class Store:
         self._lock = threading.Lock()
         self._accessed: dict[int, float] = {}
         self.max_size_bytes = max_size_bytes
+        self._scan_position = int.from_bytes(os.urandom(1), "big")
         self._bans = bans.BanCache(self._reader)
 
     # -- reads -----------------------------------------------------------------------------
@@ -150,9 +154,13 @@ class Store:
         path = os.path.join(self.cache.directory, filename)
         try:
             body = io.FileIO(path, "r")
+        except FileNotFoundError:
+            # Replaced or removed between the row read and the open (the row is gone or about
+            # to be), or a crash removed the file and left the row: a miss either way, and
+            # the row is dropped if it still names the missing file.
+            self._drop_row(rowid, filename)
+            return None
         except OSError:
-            # Replaced or removed between the row read and the open: the row we read is gone
-            # or about to be; treat as a miss.
             return None
         try:
             hold(body.fileno())
@@ -189,6 +197,65 @@ class Store:
             return decode_meta(bytes(row[0]))
         except (ValueError, KeyError, TypeError):
             return None
+
+    def _drop_row(self, rowid: int, filename: str) -> None:
+        try:
+            with self.cache.transact(retry=True):
+                if os.path.exists(os.path.join(self.cache.directory, filename)):
+                    return  # not missing after all (a racing replacement): leave it
+                self.cache._sql("DELETE FROM Cache WHERE rowid = ? AND filename = ?",
+                                (rowid, filename))
+        except (OSError, sqlite3.Error, diskcache.Timeout) as exc:
+            log.warning("could not drop the row of a missing body: %s", exc)
+
+    def scan_orphans(self, dirs: int = 2, min_age_seconds: float = ORPHAN_MIN_AGE_SECONDS,
+                     now: float | None = None) -> int:
+        """One step of the background check (like nginx's cache loader, but for leftovers):
+        remove body files in one top-level hashed directory that no row owns (a crash between
+        the rename into place and the commit). One process at a time; each call moves on to
+        the next of the 256 directories, so a full pass costs 256 calls."""
+        job = self.claims.try_job("orphan-scan")
+        if job is None:
+            return 0
+        now = time.time() if now is None else now
+        removed = 0
+        try:
+            for _ in range(min(dirs, 256)):
+                prefix = f"{self._scan_position:02x}"
+                self._scan_position = (self._scan_position + 1) % 256
+                removed += self._scan_dir(prefix, min_age_seconds, now)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"orphan scan failed: {exc}") from exc
+        finally:
+            job.release()
+        return removed
+
+    def _scan_dir(self, prefix: str, min_age_seconds: float, now: float) -> int:
+        removed = 0
+        top = self.directory / prefix
+        if top.is_dir():
+            for sub in sorted(os.scandir(top), key=lambda e: e.name):
+                if not sub.is_dir():
+                    continue
+                for entry in os.scandir(sub.path):
+                    if not entry.name.endswith(".val"):
+                        continue
+                    try:
+                        if now - entry.stat().st_mtime < min_age_seconds:
+                            continue  # may be a commit in flight
+                    except FileNotFoundError:
+                        continue
+                    filename = f"{prefix}/{sub.name}/{entry.name}"
+                    with self._lock:
+                        owned = self._reader.execute(
+                            "SELECT 1 FROM Cache WHERE filename = ? LIMIT 1", (filename,)
+                        ).fetchone()
+                    if owned is None:
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(entry.path)
+                            removed += 1
+                            log.info("removed orphan body %s", filename)
+        return removed
 
     def touch(self, rowid: int, now: float) -> None:
         """Record a use served from the memory tier (for LRU order), batched like lookups."""
@@ -452,7 +519,9 @@ class Store:
             return 0
         for entry in entries:
             pid_text = entry.name.split(".", 1)[0]
-            if pid_text.isdigit() and _alive(int(pid_text)):
+            # Only pid-named files are ours to judge here; <sha>.part/.meta belong to fills
+            # and are judged by their claim lock (Claims.sweep, above).
+            if not pid_text.isdigit() or _alive(int(pid_text)):
                 continue
             try:
                 os.unlink(entry.path)
