@@ -19,7 +19,7 @@ from proxy.errors import OriginError
 from proxy.origin import OriginResponse
 from proxy.policy.respond import Plan
 from proxy.status import CacheStatus
-from proxy.store.fill import FillState, FillView
+from proxy.store.fill import Fill, FillState, FillView
 
 BYTES_KEY = web.RequestKey("body_bytes", int)
 
@@ -103,15 +103,24 @@ async def send_fill(
         while True:
             await fill.wait_beyond(offset)
             available = fill.written if end is None else min(fill.written, end)
-            if available > offset:
+            on_disk = min(available, fill.disk_bytes)
+            if on_disk > offset:
                 if plan.content_length is None:
                     # Unknown length: the response is chunked, which sendfile would bypass.
-                    data = os.pread(handle.fileno(), available - offset, offset)
+                    data = os.pread(handle.fileno(), on_disk - offset, offset)
                     await response.write(data)
                     _count(request, len(data))
                 else:
-                    await _sendfile(request, handle, offset, available - offset)
-                offset = available
+                    await _sendfile(request, handle, offset, on_disk - offset)
+                offset = on_disk
+            if available > offset and isinstance(fill, Fill):
+                # Past what reached the disk (it is full or failing): from memory.
+                data = fill.read_spilled(offset, available)
+                await response.write(data)
+                _count(request, len(data))
+                offset += len(data)
+            if isinstance(fill, Fill):
+                fill.advanced(handle, offset)
             if end is not None and offset >= end:
                 break
             if fill.state is FillState.FAILED:

@@ -403,6 +403,9 @@ class Proxy:
         fill = self.fills.get(key)
         if fill is not None and fill.closed:
             fill = None  # ended meanwhile: its entry (if committed) is in the store
+        if fill is not None and fill.spill_error is not None:
+            # The disk failed under this fill: it relays to its own readers only.
+            return await self._fetch_uncached(request, target, CacheStatus.PASS)
         if fill is not None and not self._purged(fill):
             return await self._serve_fill(request, fill, CacheStatus.HIT)
         if fill is not None:
@@ -417,7 +420,7 @@ class Proxy:
         pending = self._pending.get(key)
         if pending is not None:
             fill = await asyncio.shield(pending)
-            if fill is not None and not fill.closed:
+            if fill is not None and fill.joinable:
                 return await self._serve_fill(request, fill, CacheStatus.HIT)
             served = await self._serve_current(request, key)
             if served is not None:
@@ -534,7 +537,7 @@ class Proxy:
                 return await self._serve_current(request, key)
             info = claims.read_meta(key)
             if info is not None and not info.get("done"):
-                if info.get("pass"):
+                if info.get("pass") or info.get("spilled"):
                     return await self._fetch_uncached(request, target, CacheStatus.PASS)
                 try:
                     handle = io.FileIO(claims.paths(key).part, "r")
@@ -647,8 +650,16 @@ class Proxy:
         outcome = "committed"
         try:
             async for chunk in origin.iter_chunks():
+                spilled = fill.spill_error is not None
                 fill.append(chunk)
-            if fill.finish():
+                if fill.spill_error is not None:
+                    if not spilled:
+                        self._spilled(fill)
+                    await fill.wait_for_room(SPILL_WINDOW_BYTES)
+            if fill.spill_error is not None:
+                fill.finish()
+                outcome = "store_error"
+            elif fill.finish():
                 meta = dataclasses.replace(fill.meta, body_size=fill.written)
                 committed = await asyncio.to_thread(store.commit, fill.key, fill.temp_path, meta,
                                                     response_tags(meta.headers))
@@ -685,6 +696,16 @@ class Proxy:
             self.metrics.fills.labels(outcome).inc()
 
     # -- shared pieces -----------------------------------------------------------------------
+
+    def _spilled(self, fill: Fill) -> None:
+        """The temp file failed mid-fill (disk full, I/O error, read-only): keep serving the
+        clients attached from memory, commit nothing, tell followers elsewhere to pass."""
+        self.metrics.store_errors.labels("fill").inc()
+        log.warning("fill of %s cannot be written (%s): relaying it uncached", fill.key,
+                    fill.spill_error)
+        if fill.claim is not None:
+            with contextlib.suppress(OSError):
+                fill.claim.publish({"spilled": True, "key": fill.key})
 
     async def _origin_request(
         self, method: str, target: cachekey.Target, headers: Headers, *, data: object = None
@@ -794,6 +815,7 @@ class Stream:
 
 
 TAG_HEADERS = ("surrogate-key", "cache-tag")
+SPILL_WINDOW_BYTES = 8 * 1024 * 1024  # per relayed fill, once its disk write has failed
 
 
 def response_tags(headers: Headers) -> tuple[str, ...]:

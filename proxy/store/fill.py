@@ -10,6 +10,7 @@ file, which learns progress from the file size and the end from the released cla
 from __future__ import annotations
 
 import asyncio
+import collections
 import enum
 import io
 import os
@@ -36,6 +37,9 @@ class FillView(Protocol):
     written: int
     state: FillState
 
+    @property
+    def disk_bytes(self) -> int: ...
+
     def open_reader(self) -> io.FileIO | None: ...
 
     def release_reader(self, handle: io.FileIO) -> None: ...
@@ -51,10 +55,17 @@ class Fill:
         self.temp_path = temp_path
         self.meta = meta  # headers as received; body_size fixed at completion
         self.expected = expected  # Content-Length, or None for a body of unknown length
-        self.written = 0
+        self.written = 0  # bytes available to readers (on disk, then in the spill window)
+        self.disk_bytes = 0  # bytes in the temp file
         self.state = FillState.RUNNING
         self.readers = 0
         self.claim: Claim | None = None  # set by the filler; released when the fill ends
+        # Set when the temp file could not be written (ENOSPC, EIO, read-only): the fill goes
+        # on as a plain relay for the readers it has, through a bounded memory window.
+        self.spill_error: OSError | None = None
+        self._spill: collections.deque[tuple[int, bytes]] = collections.deque()
+        self._spill_bytes = 0
+        self._positions: dict[int, int] = {}  # reader id -> next offset it will send
         self._changed = asyncio.Event()
         try:
             self._fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -72,7 +83,9 @@ class Fill:
         if self._read_fd < 0:
             return None
         self.readers += 1
-        return io.FileIO(os.dup(self._read_fd), "r")
+        handle = io.FileIO(os.dup(self._read_fd), "r")
+        self._positions[id(handle)] = 0
+        return handle
 
     @property
     def closed(self) -> bool:
@@ -86,27 +99,71 @@ class Fill:
 
     def release_reader(self, handle: io.FileIO) -> None:
         self.readers -= 1
+        self._positions.pop(id(handle), None)
         handle.close()
+        self._trim()
+
+    @property
+    def joinable(self) -> bool:
+        """New readers may join only while every byte from 0 is still to be had."""
+        return self.spill_error is None and not self.closed
 
     def append(self, chunk: bytes) -> None:
-        """Write a chunk (page-cache write, no thread hop); wake the readers."""
+        """Write a chunk (page-cache write, no thread hop); wake the readers. A write
+        failure turns the fill into a relay: the rest of the body goes through memory."""
         view = memoryview(chunk)
-        try:
-            while view:
-                n = os.write(self._fd, view)
-                view = view[n:]
-        except OSError as exc:
-            raise StoreError(f"temp write failed: {exc}") from exc
+        if self.spill_error is None:
+            try:
+                while view:
+                    n = os.write(self._fd, view)
+                    view = view[n:]
+                    self.disk_bytes += n
+            except OSError as exc:
+                self.spill_error = exc
+        if view:
+            self._spill.append((self.written + len(chunk) - len(view), bytes(view)))
+            self._spill_bytes += len(view)
         self.written += len(chunk)
         self._wake()
 
+    def read_spilled(self, offset: int, limit: int) -> bytes:
+        """Bytes from `offset` (past the disk part) up to `limit`, from the memory window."""
+        parts: list[bytes] = []
+        for start, data in self._spill:
+            end = start + len(data)
+            if end <= offset or start >= limit:
+                continue
+            parts.append(data[max(0, offset - start):min(len(data), limit - start)])
+        return b"".join(parts)
+
+    def advanced(self, handle: io.FileIO, offset: int) -> None:
+        """A reader has sent everything below `offset`: spilled bytes all readers have sent
+        can go."""
+        self._positions[id(handle)] = offset
+        self._trim()
+
+    def _trim(self) -> None:
+        if not self._spill:
+            return
+        floor = min(self._positions.values(), default=self.written)
+        while self._spill and self._spill[0][0] + len(self._spill[0][1]) <= floor:
+            _, data = self._spill.popleft()
+            self._spill_bytes -= len(data)
+        self._wake()
+
+    async def wait_for_room(self, max_spill_bytes: int) -> None:
+        """Pace the origin by the slowest reader once the body lives in memory."""
+        while self._spill_bytes > max_spill_bytes and self._positions:
+            await self._changed.wait()
+
     def finish(self) -> bool:
-        """Close the temp file; True when the body is complete and may be committed."""
+        """Close the temp file; True when the body is complete and may be committed (a
+        relayed body is complete for its readers but never committed)."""
         self._close_fd()
         complete = self.expected is None or self.written == self.expected
         self.state = FillState.COMPLETE if complete else FillState.FAILED
         self._wake()
-        return complete
+        return complete and self.spill_error is None
 
     def fail(self) -> None:
         self._close_fd()
@@ -154,6 +211,10 @@ class RemoteFill:
 
     def open_reader(self) -> io.FileIO | None:
         return io.FileIO(os.dup(self._handle.fileno()), "r")
+
+    @property
+    def disk_bytes(self) -> int:
+        return self.written
 
     def release_reader(self, handle: io.FileIO) -> None:
         handle.close()
