@@ -73,6 +73,7 @@ class PublicApp:
         self.origin = OriginClient(config.origin, chunk_bytes=config.cache.fill_chunk_bytes)
         self._proxy: Proxy | None = None
         self._maintenance: asyncio.Task[None] | None = None
+        self._startup_check: asyncio.Task[None] | None = None
 
     @property
     def proxy(self) -> Proxy:
@@ -86,12 +87,14 @@ class PublicApp:
         self._proxy = Proxy(self.config, self.store, self.origin, self.metrics, self.clock)
         if self.store is not None:
             self._maintenance = asyncio.create_task(self._maintain(self.store))
+            self._startup_check = asyncio.create_task(self._check_leftovers(self.store))
 
     async def close(self) -> None:
-        if self._maintenance is not None:
-            self._maintenance.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._maintenance
+        for task in (self._maintenance, self._startup_check):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._proxy is not None:
             await self._proxy.close()
         await self.origin.close()
@@ -137,6 +140,17 @@ class PublicApp:
                                      request.get(deliver.BYTES_KEY, 0),
                                      time.perf_counter() - started)
 
+    async def _check_leftovers(self, store: Store) -> None:
+        """Start-up check, in the background (serving starts at once): one full pass over the
+        body directories for a crash's leftovers, once they are old enough to be told from a
+        commit in flight. The maintenance loop then rescans a couple of directories a tick."""
+        await asyncio.sleep(ORPHAN_MIN_AGE_SECONDS + 1.0)
+        try:
+            await asyncio.to_thread(store.scan_orphans, 256)
+        except StoreError as exc:
+            self.metrics.store_errors.labels("orphan_scan").inc()
+            log.warning("start-up orphan scan failed: %s", exc.message)
+
     async def _maintain(self, store: Store) -> None:
         """Flush batched access times, sweep bans, cull beyond the size limit, reap the
         graveyard: all off the event loop."""
@@ -148,15 +162,6 @@ class PublicApp:
         jobs = (("access_flush", store.flush_access_times), ("ban_sweep", sweep),
                 ("cull", store.cull), ("reap", store.reap),
                 ("tmp_sweep", store.claims.sweep), ("orphan_scan", store.scan_orphans))
-        # Start-up check, in the background (serving starts at once): one full pass over the
-        # body directories for a crash's leftovers (once they are old enough to be told from a
-        # commit in flight), then a couple of directories per tick.
-        await asyncio.sleep(ORPHAN_MIN_AGE_SECONDS + 1.0)
-        try:
-            await asyncio.to_thread(store.scan_orphans, 256)
-        except StoreError as exc:
-            self.metrics.store_errors.labels("orphan_scan").inc()
-            log.warning("start-up orphan scan failed: %s", exc.message)
         audited = 0.0
         while True:
             await asyncio.sleep(cache.eviction_interval_seconds)
