@@ -46,7 +46,8 @@ def error_response(exc: ProxyError) -> web.Response:
 
 def open_store(config: Config) -> Store | None:
     try:
-        store = Store(config.cache.dir, max_size_bytes=config.cache.max_size_bytes)
+        store = Store(config.cache.dir, max_size_bytes=config.cache.max_size_bytes,
+                      min_free_bytes=config.cache.min_free_bytes)
     except StoreError as exc:
         log.error("cache unavailable, passing every request to the origin: %s", exc.message)
         return None

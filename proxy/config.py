@@ -74,6 +74,7 @@ class OriginConfig:
 class CacheConfig:
     dir: str = "var/cache"  # cache directory: index, hashed body dirs, tmp/
     max_size_bytes: int = 10 * 1024**3  # index + bodies; least recently used evicted beyond it
+    min_free_bytes: int = 0  # also evict while the filesystem has less free space than this
     heuristic_fraction: float = 0.1  # RFC 9111 §4.2.2 share of (Date - Last-Modified)
     heuristic_max_seconds: float = 86400.0  # cap on heuristic freshness
     fill_chunk_bytes: int = 256 * 1024  # origin read size while filling
@@ -89,6 +90,8 @@ class CacheConfig:
             raise ConfigError("cache.dir: must not be empty")
         if self.max_size_bytes < 1024 * 1024:
             raise ConfigError("cache.max_size_bytes: must be >= 1048576")
+        if self.min_free_bytes < 0:
+            raise ConfigError("cache.min_free_bytes: must be >= 0")
         if not 0 <= self.heuristic_fraction <= 1:
             raise ConfigError("cache.heuristic_fraction: must be between 0 and 1")
         if self.heuristic_max_seconds < 0:

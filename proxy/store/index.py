@@ -104,7 +104,8 @@ class Store:
     """One per process. Safe to share a directory between processes (SQLite WAL + flock-free
     writes: every write is a single diskcache transaction)."""
 
-    def __init__(self, directory: str | Path, *, max_size_bytes: int) -> None:
+    def __init__(self, directory: str | Path, *, max_size_bytes: int,
+                 min_free_bytes: int = 0) -> None:
         self.directory = Path(directory)
         self.tmp_dir = self.directory / TMP_DIR
         try:
@@ -132,6 +133,7 @@ class Store:
         self._lock = threading.Lock()
         self._accessed: dict[int, float] = {}
         self.max_size_bytes = max_size_bytes
+        self.min_free_bytes = min_free_bytes
         self._scan_position = int.from_bytes(os.urandom(1), "big")
         self._bans = bans.BanCache(self._reader)
 
@@ -464,6 +466,10 @@ class Store:
         try:
             while True:
                 over = self.volume() + self.graveyard_stats().bytes - self.max_size_bytes
+                if self.min_free_bytes:
+                    # The filesystem may be shared: keep min_free_bytes free as well.
+                    short = self.min_free_bytes - shutil.disk_usage(self.directory).free
+                    over = max(over, short)
                 if over <= 0:
                     return evicted
                 with self._lock:

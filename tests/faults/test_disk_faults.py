@@ -301,3 +301,38 @@ def test_deleted_cache_dir_passes_to_the_origin(
     finally:
         stop(proxy.proc)
     assert not problems, "deleted cache directory:\n" + "\n".join(problems)
+
+
+def test_min_free_bytes_is_enforced_by_eviction(tmp_path: Path) -> None:
+    """On a 16 MiB filesystem with min_free_bytes = 8 MiB, filling the cache evicts the
+    least recently used entries until 8 MiB are free again (max_size_bytes alone would
+    allow far more)."""
+    import os
+    import subprocess
+
+    from proxy.policy.freshness import StoredResponse
+    from proxy.store.index import Store
+
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (not root?)")
+    try:
+        store = Store(mount / "cache", max_size_bytes=1 << 30, min_free_bytes=8 << 20)
+        for i in range(10):
+            temp = store.tmp_dir / f"{os.getpid()}.t{i}.part"
+            temp.write_bytes(os.urandom(1 << 20))
+            meta = StoredResponse(200, (("ETag", '"x"'),), 0.0, float(i), 1 << 20)
+            assert store.commit(f"/k/{i}", str(temp), meta)
+        assert shutil.disk_usage(mount).free < 8 << 20
+        evicted = store.cull()
+        assert evicted > 0
+        assert shutil.disk_usage(mount).free >= 8 << 20
+        assert store.lookup("/k/0") is None  # least recently used first
+        last = store.lookup("/k/9")
+        assert last is not None
+        last.close()
+        store.close()
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
