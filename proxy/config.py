@@ -84,6 +84,9 @@ class CacheConfig:
     memory_body_max_bytes: int = 128 * 1024  # larger bodies always go out by sendfile
     memory_ttl_seconds: float = 1.0  # how long a worker may reuse its memory copy
     abort_streams_on_revoke: bool = False  # cut running streams of purged/deleted/revoked items
+    stale_if_error_seconds: float = 0.0  # grace: serve stale this long past expiry when the
+    # origin is down, times out or answers 5xx, even without its stale-if-error directive
+    lifetime_rules: str = ""  # "prefix=seconds,..." overrides origin lifetimes (proxy_cache_valid)
 
     def validate(self) -> None:
         if not self.dir:
@@ -92,6 +95,19 @@ class CacheConfig:
             raise ConfigError("cache.max_size_bytes: must be >= 1048576")
         if self.min_free_bytes < 0:
             raise ConfigError("cache.min_free_bytes: must be >= 0")
+        if self.stale_if_error_seconds < 0:
+            raise ConfigError("cache.stale_if_error_seconds: must be >= 0")
+        for rule in split_csv(self.lifetime_rules):
+            prefix, sep, seconds = rule.rpartition("=")
+            if not sep or not prefix.startswith("/") or not seconds.isdigit():
+                raise ConfigError(
+                    f"cache.lifetime_rules: expected /prefix=seconds, got {rule!r}")
+
+    def lifetime_overrides(self) -> tuple[tuple[str, float], ...]:
+        """(prefix, seconds), longest prefix first."""
+        rules = [(p, float(s)) for p, _, s in (r.rpartition("=")
+                                                for r in split_csv(self.lifetime_rules))]
+        return tuple(sorted(rules, key=lambda rule: len(rule[0]), reverse=True))
         if not 0 <= self.heuristic_fraction <= 1:
             raise ConfigError("cache.heuristic_fraction: must be between 0 and 1")
         if self.heuristic_max_seconds < 0:
@@ -159,6 +175,29 @@ def split_csv(text: str) -> list[str]:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    redis_url: str = ""  # e.g. redis://127.0.0.1:6379/0; "" = this node runs alone
+    channel: str = "mediaproxy:purge"  # pub/sub channel (and key prefix) shared by the nodes
+    heartbeat_seconds: float = 2.0  # nodes announce themselves this often
+    node_ttl_seconds: float = 10.0  # a node silent this long is no longer counted live
+    wait_timeout_seconds: float = 5.0  # how long "wait": true waits for acknowledgements
+    ban_ttl_seconds: float = 3600.0  # bans kept in Redis this long for nodes that (re)start
+
+    def validate(self) -> None:
+        if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://",
+                                                             "unix://")):
+            raise ConfigError(f"cluster.redis_url: expected redis://..., got {self.redis_url!r}")
+        for name in ("heartbeat_seconds", "node_ttl_seconds", "wait_timeout_seconds",
+                     "ban_ttl_seconds"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"cluster.{name}: must be > 0")
+        if self.node_ttl_seconds <= self.heartbeat_seconds:
+            raise ConfigError("cluster.node_ttl_seconds: must exceed heartbeat_seconds")
+        if not self.channel:
+            raise ConfigError("cluster.channel: must not be empty")
+
+
+@dataclass(frozen=True, slots=True)
 class LogConfig:
     level: str = "info"  # debug | info | warning | error
     format: str = "text"  # text (development) | json (one JSON object per line, production)
@@ -180,6 +219,7 @@ class Config:
     cache: CacheConfig = field(default_factory=CacheConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     def validate(self) -> Config:
@@ -188,6 +228,7 @@ class Config:
         self.cache.validate()
         self.admin.validate()
         self.auth.validate()
+        self.cluster.validate()
         self.log.validate()
         return self
 
