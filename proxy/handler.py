@@ -24,7 +24,7 @@ from multidict import CIMultiDict
 
 from proxy import deliver
 from proxy.config import Config, split_csv
-from proxy.errors import AuthError, BadRequest, OriginError, StoreError
+from proxy.errors import AuthError, BadRequest, OriginError, ProxyError, StoreError
 from proxy.metrics import Metrics
 from proxy.origin import OriginClient, OriginResponse
 from proxy.policy import cachekey, decide, respond, tokens
@@ -91,6 +91,8 @@ class Proxy:
         self._pending: dict[str, asyncio.Future[Fill | None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.streams: dict[str, set[Stream]] = {}
+        self._refreshing: set[str] = set()
+        self.lifetime_rules = config.cache.lifetime_overrides()
         # Hit-for-pass: keys whose last answer was not storable go straight to the origin for a
         # while instead of queueing behind a claim (Varnish's hit-for-pass).
         self.pass_keys: TTLCache[str, bool] = TTLCache(maxsize=100_000, ttl=30)
@@ -245,6 +247,9 @@ class Proxy:
                     return await self._collapsed(request, target, cached, CacheStatus.EXPIRED)
                 case decide.Fetch():
                     return await self._collapsed(request, target, None, CacheStatus.EXPIRED)
+                case decide.ServeStale(age_seconds=age):
+                    self._refresh_later(request, target, cached)
+                    return await self._serve_stored(request, cached, age, CacheStatus.UPDATING)
                 case _:
                     assert_never(decision)
         finally:
@@ -254,7 +259,84 @@ class Proxy:
         path = key.split("?", 1)[0]
         protected = self.access.for_object(path, meta.headers) is Access.PROTECTED
         recheck = self.config.auth.access_recheck_seconds if protected else None
-        return decide.facts(meta, self.heuristic, recheck)
+        return decide.facts(meta, self.heuristic, recheck, self._lifetime_rule(path),
+                            self.config.cache.stale_if_error_seconds)
+
+    def _lifetime_rule(self, path: str) -> float | None:
+        for prefix, seconds in self.lifetime_rules:
+            if path.startswith(prefix):
+                return seconds
+        return None
+
+    def _usable_on_error(self, request: web.BaseRequest, key: str, cached: CachedBody) -> bool:
+        return decide.usable_on_error(self._facts(key, cached.meta), _request_headers(request),
+                                      self.clock())
+
+    async def _serve_stale_on_error(self, request: web.BaseRequest, cached: CachedBody
+                                    ) -> web.StreamResponse:
+        """The origin failed and the stale copy is allowed to stand in (stale-if-error)."""
+        age = current_age(cached.meta, self.clock())
+        return await self._serve_stored(request, cached, age, CacheStatus.STALE)
+
+    def _refresh_later(self, request: web.BaseRequest, target: cachekey.Target,
+                       cached: CachedBody) -> None:
+        """stale-while-revalidate: one background revalidation per key, across processes
+        (the claim), started now; the stale answer does not wait for it."""
+        if self.store is None or target.key in self._refreshing:
+            return
+        try:
+            claim = self.store.claims.try_claim(target.key)
+        except OSError:
+            return
+        if claim is None:
+            return  # another request or process is already refreshing or filling it
+        headers = self._forward_headers(request, for_fill=True)
+        for name in ("etag", "last-modified"):
+            value = get(cached.meta.headers, name)
+            if value is not None:
+                headers.append(("If-None-Match" if name == "etag" else "If-Modified-Since",
+                                value))
+        self._refreshing.add(target.key)
+        task = asyncio.create_task(self._background_refresh(
+            target, headers, _request_headers(request), cached.meta, cached.filename, claim))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _background_refresh(
+        self, target: cachekey.Target, headers: list[tuple[str, str]],
+        client_headers: list[tuple[str, str]], stale: StoredResponse, filename: str,
+        claim: Claim,
+    ) -> None:
+        key = target.key
+        fill: Fill | None = None
+        try:
+            request_time = self.clock()
+            origin = await self._origin_request("GET", target, headers)
+            response_time = self.clock()
+            if origin.status == 304:
+                origin.release()
+                meta = StoredResponse(stale.status, _merge_304(stale.headers, origin.headers),
+                                      request_time, response_time, stale.body_size)
+                await self._store_call("refresh", self._refresh, key, filename, meta)
+            elif decide.storable("GET", origin.status, client_headers, origin.headers,
+                                 response_time, self._lifetime_rule(target.path)) and (
+                    not decide.vary_names(origin.headers)) and self.store is not None:
+                meta = StoredResponse(origin.status, tuple(origin.headers), request_time,
+                                      response_time, origin.content_length or 0)
+                fill = Fill(key, str(claim.paths.part), meta, origin.content_length)
+                claim.publish({"meta": meta_dict(meta), "expected": origin.content_length,
+                               "key": key, "tags": list(response_tags(meta.headers))})
+                fill.claim = claim
+                self.fills[key] = fill
+                await self._run_fill(fill, origin)  # releases the claim when it ends
+            else:
+                origin.close()
+        except (ProxyError, OSError) as exc:
+            log.info("background refresh of %s failed: %s", key, exc)
+        finally:
+            if fill is None or fill.claim is not claim:
+                claim.release()
+            self._refreshing.discard(key)
 
     def _authorize(self, request: web.BaseRequest, headers: Headers) -> None:
         """Refuse (401/403) unless the object is public or the request carries a valid token.
@@ -497,7 +579,16 @@ class Proxy:
             if last_modified is not None:
                 headers.append(("If-Modified-Since", last_modified))
         request_time = self.clock()
-        origin = await self._origin_request("GET", target, headers)
+        try:
+            origin = await self._origin_request("GET", target, headers)
+        except OriginError:
+            if cached is not None and self._usable_on_error(request, key, cached):
+                return await self._serve_stale_on_error(request, cached)
+            raise
+        if origin.status >= 500 and cached is not None and self._usable_on_error(
+                request, key, cached):
+            origin.release()
+            return await self._serve_stale_on_error(request, cached)
         if origin.status == 304 and cached is not None:
             origin.release()
             meta = StoredResponse(
@@ -590,7 +681,8 @@ class Proxy:
         response_time = self.clock()
         fill: Fill | None = None
         storable = decide.storable(
-            "GET", origin.status, _request_headers(request), origin.headers, response_time
+            "GET", origin.status, _request_headers(request), origin.headers, response_time,
+            self._lifetime_rule(target.path),
         ) and not decide.vary_names(origin.headers)  # variants: not stored yet
         if storable:
             meta = StoredResponse(origin.status, tuple(origin.headers), request_time,

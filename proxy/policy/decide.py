@@ -48,7 +48,14 @@ class Fetch:
     pass
 
 
-RequestDecision = Serve | Revalidate | Fetch
+@dataclass(frozen=True, slots=True)
+class ServeStale:
+    """Stale, but within stale-while-revalidate: serve now, refresh once in the background."""
+
+    age_seconds: float
+
+
+RequestDecision = Serve | Revalidate | Fetch | ServeStale
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +68,12 @@ class Facts:
     validator: bool
     must_revalidate_always: bool  # unqualified no-cache, or soft-purged
     recheck_seconds: float | None = None  # protected objects: revalidate at least this often
+    no_stale: bool = False  # must-revalidate, proxy-revalidate or s-maxage: never serve stale
+    stale_while_revalidate_seconds: float = 0.0
+    stale_if_error_seconds: float = 0.0
 
+    def staleness(self, now: float) -> float:
+        return self.age(now) - self.lifetime_seconds
     def age(self, now: float) -> float:
         return self.initial_age_seconds + max(0.0, now - self.response_time)
 
@@ -70,17 +82,28 @@ def facts(
     stored: StoredResponse,
     heuristic: Heuristic = DEFAULT_HEURISTIC,
     recheck_seconds: float | None = None,
+    lifetime_override: float | None = None,
+    grace_seconds: float = 0.0,
 ) -> Facts:
+    """`lifetime_override` is a configured lifetime (like nginx proxy_cache_valid) that
+    replaces the origin's; `grace_seconds` is the configured stale-if-error floor."""
     response_cc = response_cache_control(stored.headers)
+    computed = lifetime(stored.status, stored.headers, stored.response_time, heuristic)
     return Facts(
-        lifetime_seconds=lifetime(stored.status, stored.headers, stored.response_time,
-                                  heuristic),
+        lifetime_seconds=computed if lifetime_override is None else lifetime_override,
         initial_age_seconds=current_age(stored, stored.response_time),
         response_time=stored.response_time,
         validator=has_validator(stored.headers),
         must_revalidate_always=stored.invalidated or (
             response_cc.no_cache and not response_cc.arg("no-cache")),  # RFC 9111 §5.2.2.4
         recheck_seconds=recheck_seconds,
+        # RFC 9111 §5.2.2.2, §5.2.2.8, §5.2.2.10: no stale answers for these (s-maxage
+        # implies proxy-revalidate for a shared cache).
+        no_stale=response_cc.must_revalidate or response_cc.proxy_revalidate
+        or response_cc.has("s-maxage") or response_cc.no_cache,
+        stale_while_revalidate_seconds=float(response_cc.seconds("stale-while-revalidate") or 0),
+        stale_if_error_seconds=max(float(response_cc.seconds("stale-if-error") or 0),
+                                   grace_seconds),  # RFC 5861 §4
     )
 
 
@@ -105,7 +128,7 @@ def on_request_facts(known: Facts, request: Headers, now: float) -> RequestDecis
         # revocation there takes effect within this time without a purge.
         return Revalidate() if validator else Fetch()
     if get(request, "cache-control") is None:
-        return Serve(age) if fresh_for > 0 else (Revalidate() if validator else Fetch())
+        return Serve(age) if fresh_for > 0 else _when_stale(known, age)
     request_cc = cache_control(request)  # Pragma is deliberately ignored (RFC 9111 §5.4)
     if request_cc.no_cache:
         return Revalidate() if validator else Fetch()  # RFC 9111 §5.2.1.4
@@ -117,7 +140,27 @@ def on_request_facts(known: Facts, request: Headers, now: float) -> RequestDecis
         return Revalidate() if validator else Fetch()  # RFC 9111 §5.2.1.3
     if fresh_for > 0:
         return Serve(age)
-    return Revalidate() if validator else Fetch()
+    return _when_stale(known, age, request_cc.no_cache)
+
+
+def _when_stale(known: Facts, age: float, request_no_cache: bool = False) -> RequestDecision:
+    window = known.stale_while_revalidate_seconds
+    if (window > 0 and known.validator and not known.no_stale and not request_no_cache
+            and age - known.lifetime_seconds <= window):
+        return ServeStale(age)  # RFC 5861 §3
+    return Revalidate() if known.validator else Fetch()
+
+
+def usable_on_error(known: Facts, request: Headers, now: float) -> bool:
+    """May the stale copy answer when the origin is down, times out or answers 5xx?
+    (RFC 5861 §4 stale-if-error, from the response, the request, or the configured grace.)"""
+    if known.no_stale:
+        return False
+    allowance = known.stale_if_error_seconds
+    requested = cache_control(request).seconds("stale-if-error")
+    if requested is not None:
+        allowance = max(allowance, float(requested))
+    return allowance > 0 and known.staleness(now) <= allowance
 
 
 def storable(
@@ -126,6 +169,7 @@ def storable(
     request: Headers,
     response: Headers,
     response_time: float,
+    lifetime_override: float | None = None,
 ) -> bool:
     """May a shared cache store this response (RFC 9111 §3)? Also refuses what we choose not
     to keep: a response that sets a cookie (it is never given to another client) and one
@@ -154,6 +198,8 @@ def storable(
     vary = get_joined(response, "vary")
     if vary is not None and any(v.strip() == "*" for v in vary.split(",")):
         return False  # RFC 9111 §4.1: Vary: * never matches
+    if lifetime_override is not None:
+        return lifetime_override > 0 or has_validator(response)  # configured: the rule rules
     explicit = explicit_lifetime(response, response_time)
     if explicit is None and status not in HEURISTIC_STATUSES and not response_cc.public:
         return False

@@ -89,3 +89,41 @@ def test_unsafe_methods_invalidate_target_and_locations() -> None:
     assert invalidated_by("GET", 200, "/a", [], "o") == ()
     other = [("Location", "http://elsewhere.example/x"), ("Location", "//evil/x")]
     assert invalidated_by("POST", 200, "/a", other, "origin:8090") == ("/a",)
+
+
+def test_stale_while_revalidate_window() -> None:
+    from proxy.policy.decide import ServeStale
+
+    s = stored(("Cache-Control", "max-age=60, stale-while-revalidate=30"), *VALIDATED)
+    assert on_request(s, [], T + 70) == ServeStale(70)
+    assert on_request(s, [], T + 91) == Revalidate()
+    assert on_request(s, [("Cache-Control", "no-cache")], T + 70) == Revalidate()
+    strict = stored(("Cache-Control", "max-age=60, stale-while-revalidate=30, must-revalidate"),
+                    *VALIDATED)
+    assert on_request(strict, [], T + 70) == Revalidate()
+    shared = stored(("Cache-Control", "s-maxage=60, stale-while-revalidate=30"), *VALIDATED)
+    assert on_request(shared, [], T + 70) == Revalidate()  # s-maxage implies proxy-revalidate
+
+
+def test_stale_if_error_window_and_grace() -> None:
+    from proxy.policy.decide import facts, usable_on_error
+
+    s = stored(("Cache-Control", "max-age=60, stale-if-error=100"), *VALIDATED)
+    assert usable_on_error(facts(s), [], T + 150)
+    assert not usable_on_error(facts(s), [], T + 161)
+    plain = stored(("Cache-Control", "max-age=60"), *VALIDATED)
+    assert not usable_on_error(facts(plain), [], T + 61)
+    assert usable_on_error(facts(plain, grace_seconds=3600), [], T + 1000)
+    assert usable_on_error(facts(plain), [("Cache-Control", "stale-if-error=500")], T + 100)
+    strict = stored(("Cache-Control", "max-age=60, must-revalidate"), *VALIDATED)
+    assert not usable_on_error(facts(strict, grace_seconds=3600), [], T + 61)
+
+
+def test_configured_lifetime_overrides_the_origin() -> None:
+    from proxy.policy.decide import facts, on_request_facts
+
+    s = stored(("Cache-Control", "max-age=5"), *VALIDATED)
+    assert on_request_facts(facts(s, lifetime_override=600), [], T + 300) == Serve(300)
+    assert storable("GET", 200, [], [("ETag", '"1"')], T, lifetime_override=600)
+    assert storable("GET", 200, [], [], T, lifetime_override=600)  # the rule gives freshness
+    assert not storable("GET", 200, [], [("Cache-Control", "no-store")], T, lifetime_override=600)
