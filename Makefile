@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck bench clean
+.PHONY: run test lint typecheck bench clean redis-server
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,26 @@ $(STAMP): pyproject.toml | $(BIN)/python
 run: $(STAMP)
 	$(BIN)/mediaproxy demo --config config/mediaproxy.toml
 
-test: $(STAMP)
+test: $(STAMP) redis-server
 	$(BIN)/python -m pytest -q
+
+# tests/cluster start their own redis-server: install the Debian package when missing, with a
+# temporary policy-rc.d so the system service is not started (tests run their own, on a free port).
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing redis-server (Debian package) for tests/cluster"; \
+	    policy=""; [ -e /usr/sbin/policy-rc.d ] || { policy=/usr/sbin/policy-rc.d; \
+	      printf '#!/bin/sh\nexit 101\n' > $$policy; chmod 755 $$policy; }; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends redis-server >/dev/null; status=$$?; \
+	    [ -z "$$policy" ] || rm -f $$policy; \
+	    [ $$status = 0 ] || { echo "apt-get install redis-server failed" >&2; exit $$status; }; \
+	  else \
+	    echo "redis-server is not on PATH and this is not root: tests/cluster will be skipped;" \
+	      "install it with: sudo apt-get install --no-install-recommends redis-server"; \
+	  fi; \
+	}
 
 lint: $(STAMP)
 	$(BIN)/ruff check proxy origin tests

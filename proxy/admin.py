@@ -2,7 +2,9 @@
 
 Rule: every state-changing call needs `Authorization: Bearer <admin.token>` (compared in
 constant time); with no token configured, purging is refused rather than left open. Health and
-metrics stay unauthenticated: the listener belongs on a private interface.
+metrics stay unauthenticated: the listener belongs on a private interface. A purge is applied
+to this node before it is published to the cluster (`proxy.cluster`), so it never depends on
+Redis being up.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import hmac
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -24,6 +26,9 @@ from proxy.metrics import StoreCollector
 from proxy.policy import cachekey
 from proxy.policy.bans import Ban, BanKind
 from proxy.store.index import Store
+
+if TYPE_CHECKING:  # redis is imported only when [cluster] redis_url is set
+    from proxy.cluster import Cluster
 
 MAX_PURGE_BODY = 64 * 1024
 
@@ -81,6 +86,12 @@ def parse_purge(body: Any, max_length: int) -> tuple[BanKind, str, bool] | str:
     return BanKind.EXACT, key, soft
 
 
+def parse_wait(body: Any) -> bool | str:
+    """`"wait": true` (wait for every live node's acknowledgement) -> bool, or an error text."""
+    wait = body.get("wait", False) if isinstance(body, dict) else False
+    return wait if isinstance(wait, bool) else "wait: expected true or false"
+
+
 def ban_json(ban: Ban, node: str) -> dict[str, Any]:
     return {
         "ban_id": ban.id,
@@ -104,6 +115,7 @@ def create_admin_app(
     *,
     workers_ready: Callable[[], tuple[int, int]] | None = None,
     clock: Callable[[], float] = time.time,
+    cluster: Cluster | None = None,
 ) -> web.Application:
     app = web.Application(client_max_size=MAX_PURGE_BODY)
     node = node_name(config)
@@ -127,6 +139,9 @@ def create_admin_app(
         parsed = parse_purge(body, config.server.max_url_bytes)
         if isinstance(parsed, str):
             return _error(400, "bad_purge", parsed)
+        wait = parse_wait(body)
+        if isinstance(wait, str):
+            return _error(400, "bad_purge", wait)
         store = store_for()
         if store is None:
             return _error(503, "store_unavailable", "the cache directory is not usable")
@@ -134,13 +149,22 @@ def create_admin_app(
             ban = await apply_purge(store, *parsed, clock=clock)
         except StoreError as exc:
             return _error(503, "store_error", exc.message)
-        return web.json_response(ban_json(ban, node))
+        answer = ban_json(ban, node)
+        if cluster is not None:
+            published = await cluster.publish(ban)
+            answer["purge_id"] = published.purge.id
+            answer["published"] = published.reached  # false: queued until Redis is back
+            answer["nodes"] = [state.to_json()
+                               for state in await cluster.report(published, wait=wait)]
+        return web.json_response(answer)
 
     async def stats(_: web.Request) -> web.Response:
         store = store_for()
         if store is None:
             return _error(503, "store_unavailable", "the cache directory is not usable")
         body = await asyncio.to_thread(_stats, store, registry)
+        if cluster is not None:
+            body["cluster"] = cluster.status()
         return web.json_response(body)
 
     async def metrics(_: web.Request) -> web.Response:

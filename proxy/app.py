@@ -9,6 +9,7 @@ anything unexpected is logged and becomes a bare 500, never a traceback to the c
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import time
@@ -75,6 +76,9 @@ class PublicApp:
         self._proxy: Proxy | None = None
         self._maintenance: asyncio.Task[None] | None = None
         self._startup_check: asyncio.Task[None] | None = None
+        # Background store jobs run here, one at a time, so close() can wait for the one in
+        # flight before the store is closed under it.
+        self._jobs = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="maintenance")
 
     @property
     def proxy(self) -> Proxy:
@@ -96,6 +100,7 @@ class PublicApp:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        await asyncio.to_thread(self._jobs.shutdown, True)
         if self._proxy is not None:
             await self._proxy.close()
         await self.origin.close()
@@ -141,13 +146,18 @@ class PublicApp:
                                      request.get(deliver.BYTES_KEY, 0),
                                      time.perf_counter() - started)
 
+    async def _run_job(self, fn: Callable[..., object], *args: object) -> object:
+        future = asyncio.get_running_loop().run_in_executor(self._jobs, fn, *args)
+        # Cancelling us must not abandon the thread mid-transaction: wait it out.
+        return await asyncio.shield(future)
+
     async def _check_leftovers(self, store: Store) -> None:
         """Start-up check, in the background (serving starts at once): one full pass over the
         body directories for a crash's leftovers, once they are old enough to be told from a
         commit in flight. The maintenance loop then rescans a couple of directories a tick."""
         await asyncio.sleep(ORPHAN_MIN_AGE_SECONDS + 1.0)
         try:
-            await asyncio.to_thread(store.scan_orphans, 256)
+            await self._run_job(store.scan_orphans, 256)
         except StoreError as exc:
             self.metrics.store_errors.labels("orphan_scan").inc()
             log.warning("start-up orphan scan failed: %s", exc.message)
@@ -175,7 +185,7 @@ class PublicApp:
                     log.warning("stream audit failed: %s", exc.message)
             for operation, fn in jobs:
                 try:
-                    await asyncio.to_thread(fn)
+                    await self._run_job(fn)
                 except StoreError as exc:
                     self.metrics.store_errors.labels(operation).inc()
                     log.warning("store %s failed: %s", operation, exc.message)

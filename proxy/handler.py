@@ -27,7 +27,7 @@ from proxy.config import Config, split_csv
 from proxy.errors import AuthError, BadRequest, OriginError, ProxyError, StoreError
 from proxy.metrics import Metrics
 from proxy.origin import OriginClient, OriginResponse
-from proxy.policy import cachekey, decide, respond, tokens
+from proxy.policy import cachekey, decide, respond, tokens, vary
 from proxy.policy.access import Access, AccessRules
 from proxy.policy.bans import Ban, BanKind, parse_tags
 from proxy.policy.freshness import Heuristic, StoredResponse, current_age
@@ -92,6 +92,8 @@ class Proxy:
         self._tasks: set[asyncio.Task[None]] = set()
         self.streams: dict[str, set[Stream]] = {}
         self._refreshing: set[str] = set()
+        self._vary_known: TTLCache[str, tuple[str, ...] | None] = TTLCache(maxsize=100_000,
+                                                                            ttl=1.0)
         self.lifetime_rules = config.cache.lifetime_overrides()
         # Hit-for-pass: keys whose last answer was not storable go straight to the origin for a
         # while instead of queueing behind a claim (Varnish's hit-for-pass).
@@ -208,9 +210,9 @@ class Proxy:
             return await self._lookup_and_serve(request)
 
     async def _lookup_and_serve(self, request: web.BaseRequest) -> web.StreamResponse:
-        target = self._target(request, self.token_params)
+        target = self._with_variant(self._target(request, self.token_params), request)
         key = target.key
-        request[KEY_KEY] = key
+        request[KEY_KEY] = target.url_key
         request[TARGET_KEY] = target
         if self.access.by_rule(target.path) is Access.PROTECTED:
             self._authorize(request, ())  # configured as protected: refuse before any work
@@ -254,6 +256,30 @@ class Proxy:
                     assert_never(decision)
         finally:
             cached.close()
+
+    def _with_variant(self, target: cachekey.Target, request: web.BaseRequest
+                      ) -> cachekey.Target:
+        """If responses for this URL vary, the target of this request's variant. The names
+        are remembered per process for a second: a stale answer costs a fetch, never a wrong
+        variant (variants are only ever stored under their own key)."""
+        url_key = target.url_key
+        names = self._vary_known.get(url_key, _UNKNOWN)
+        if names is _UNKNOWN:
+            try:
+                names = self.store.vary_names(url_key) if self.store is not None else None
+            except StoreError:
+                names = None
+            self._vary_known[url_key] = names
+        if not names:
+            return target
+        return dataclasses.replace(target, variant=vary.variant(names, request.headers.items()))
+
+    def _fill_matches(self, fill: FillView, request: web.BaseRequest) -> bool:
+        """May this request be answered from `fill`? Not if the fill's response varies on a
+        field whose value in this request differs."""
+        if not fill.vary_names:
+            return True
+        return vary.variant(fill.vary_names, request.headers.items()) == fill.variant
 
     def _facts(self, key: str, meta: StoredResponse) -> decide.Facts:
         path = key.split("?", 1)[0]
@@ -320,10 +346,14 @@ class Proxy:
                 await self._store_call("refresh", self._refresh, key, filename, meta)
             elif decide.storable("GET", origin.status, client_headers, origin.headers,
                                  response_time, self._lifetime_rule(target.path)) and (
-                    not decide.vary_names(origin.headers)) and self.store is not None:
+                    decide.vary_names(origin.headers) == fill_names(target)
+            ) and self.store is not None:
                 meta = StoredResponse(origin.status, tuple(origin.headers), request_time,
                                       response_time, origin.content_length or 0)
                 fill = Fill(key, str(claim.paths.part), meta, origin.content_length)
+                fill.vary_names = decide.vary_names(origin.headers)
+                fill.variant = target.variant
+                fill.vary_record = (target.url_key, fill.vary_names)
                 claim.publish({"meta": meta_dict(meta), "expected": origin.content_length,
                                "key": key, "tags": list(response_tags(meta.headers))})
                 fill.claim = claim
@@ -485,8 +515,10 @@ class Proxy:
         fill = self.fills.get(key)
         if fill is not None and fill.closed:
             fill = None  # ended meanwhile: its entry (if committed) is in the store
-        if fill is not None and fill.spill_error is not None:
-            # The disk failed under this fill: it relays to its own readers only.
+        if fill is not None and (fill.spill_error is not None
+                                 or not self._fill_matches(fill, request)):
+            # The disk failed under this fill (it relays to its own readers only), or it is
+            # another variant than this request's.
             return await self._fetch_uncached(request, target, CacheStatus.PASS)
         if fill is not None and not self._purged(fill):
             return await self._serve_fill(request, fill, CacheStatus.HIT)
@@ -502,7 +534,7 @@ class Proxy:
         pending = self._pending.get(key)
         if pending is not None:
             fill = await asyncio.shield(pending)
-            if fill is not None and fill.joinable:
+            if fill is not None and fill.joinable and self._fill_matches(fill, request):
                 return await self._serve_fill(request, fill, CacheStatus.HIT)
             served = await self._serve_current(request, key)
             if served is not None:
@@ -638,7 +670,9 @@ class Proxy:
                     continue
                 remote = RemoteFill(claims, key, meta_from_dict(info["meta"]),
                                     info.get("expected"), handle)
-                if self._purged(remote):
+                remote.vary_names = tuple(info.get("vary_names", ()))
+                remote.variant = str(info.get("variant", ""))
+                if self._purged(remote) or not self._fill_matches(remote, request):
                     remote.close()
                     return await self._fetch_uncached(request, target, CacheStatus.PASS)
                 try:
@@ -683,14 +717,24 @@ class Proxy:
         storable = decide.storable(
             "GET", origin.status, _request_headers(request), origin.headers, response_time,
             self._lifetime_rule(target.path),
-        ) and not decide.vary_names(origin.headers)  # variants: not stored yet
+        )
         if storable:
             meta = StoredResponse(origin.status, tuple(origin.headers), request_time,
                                   response_time, origin.content_length or 0)
+            names = decide.vary_names(origin.headers)
+            # Stored under its own variant's key (RFC 9111 §4.1), side by side with others.
+            stored_target = dataclasses.replace(
+                target, variant=vary.variant(names, request.headers.items()) if names else "")
             try:
-                fill = Fill(target.key, str(claim.paths.part), meta, origin.content_length)
+                fill = Fill(stored_target.key, str(claim.paths.part), meta,
+                            origin.content_length)
+                fill.vary_names = names
+                fill.variant = stored_target.variant
+                fill.vary_record = (target.url_key, names)
                 claim.publish({"meta": meta_dict(meta), "expected": origin.content_length,
-                               "key": target.key, "tags": list(response_tags(meta.headers))})
+                               "key": stored_target.key, "vary_names": list(names),
+                               "variant": stored_target.variant,
+                               "tags": list(response_tags(meta.headers))})
                 fill.claim = claim
             except (StoreError, OSError) as exc:
                 self.metrics.store_errors.labels("fill_create").inc()
@@ -716,7 +760,7 @@ class Proxy:
                 return await self._relay(request, origin, CacheStatus.PASS)
             finally:
                 origin.release()
-        self.fills[target.key] = fill
+        self.fills[fill.key] = fill
         task = asyncio.create_task(self._run_fill(fill, origin))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -754,8 +798,10 @@ class Proxy:
             elif fill.finish():
                 meta = dataclasses.replace(fill.meta, body_size=fill.written)
                 committed = await asyncio.to_thread(store.commit, fill.key, fill.temp_path, meta,
-                                                    response_tags(meta.headers))
+                                                    response_tags(meta.headers), fill.vary_record)
                 self._forget(fill.key)
+                if fill.vary_record is not None:
+                    self._vary_known.pop(fill.vary_record[0], None)
                 if not committed:
                     outcome = "purged"
             else:
@@ -924,6 +970,16 @@ def _in_networks(remote: str | None, networks: list[ipaddress.IPv4Network |
     except ValueError:
         return False
     return any(address in net for net in networks)
+
+
+def fill_names(target: cachekey.Target) -> tuple[str, ...]:
+    """The Vary names a target's variant was computed with (for a refresh to keep it)."""
+    if not target.variant:
+        return ()
+    return tuple(part.split("=", 1)[0].rstrip("!") for part in target.variant.split("\x1e"))
+
+
+_UNKNOWN: tuple[str, ...] = ("\x00unknown",)
 
 
 def fill_owns(claim: Claim, fill: Fill | None) -> bool:

@@ -3,7 +3,9 @@
 Rule: workers bind the public port themselves with SO_REUSEPORT (the kernel spreads
 connections) and share the cache directory; the supervisor owns the admin listener,
 aggregates metrics across workers (prometheus multiprocess mode) and restarts a worker that
-dies. SIGTERM/SIGINT stop everything gracefully within server.shutdown_timeout_seconds.
+dies. SIGTERM/SIGINT stop everything gracefully within server.shutdown_timeout_seconds. The
+cluster membership (`proxy.cluster`) lives with the admin listener and catches up with missed
+purges before the public listener (or any worker) starts.
 """
 
 from __future__ import annotations
@@ -18,16 +20,21 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from proxy.admin import create_admin_app
+from proxy.admin import create_admin_app, node_name
 from proxy.app import PublicApp, open_store
 from proxy.config import Config
 from proxy.logs import AccessLogger
 from proxy.store.index import Store
+
+if TYPE_CHECKING:
+    from proxy.cluster import Cluster
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +76,15 @@ async def _start_site(runner: web.BaseRunner, listen: str, *, reuse_port: bool =
     await site.start()
 
 
+def _cluster(config: Config, store_for: Callable[[], Store | None]) -> Cluster | None:
+    """This node's cluster membership, or None when it runs alone (redis is not imported)."""
+    if not config.cluster.redis_url:
+        return None
+    from proxy.cluster import Cluster
+
+    return Cluster(config.cluster, node_name(config), store_for)
+
+
 def _access_log_args(config: Config) -> dict[str, object]:
     if not config.log.access_log:
         return {"access_log": None}
@@ -81,13 +97,16 @@ async def run_single(config: Config) -> None:
     registry = CollectorRegistry()
     public = PublicApp(config, registry=registry)
     await public.start()
-    admin = create_admin_app(config, registry, lambda: public.store)
+    cluster = _cluster(config, lambda: public.store)
+    admin = create_admin_app(config, registry, lambda: public.store, cluster=cluster)
     public_runner = web.ServerRunner(public.make_server(**_access_log_args(config)),
                                      shutdown_timeout=config.server.shutdown_timeout_seconds)
     admin_runner = web.AppRunner(admin, access_log=None)
     await public_runner.setup()
     await admin_runner.setup()
     try:
+        if cluster is not None:
+            await cluster.start()  # bounded: applies missed purges before we serve
         await _start_site(public_runner, config.server.listen)
         await _start_site(admin_runner, config.server.admin_listen)
         log.info("mediaproxy serving on %s (admin %s), origin %s", config.server.listen,
@@ -95,6 +114,8 @@ async def run_single(config: Config) -> None:
         await _stop_event().wait()
         log.info("stopping")
     finally:
+        if cluster is not None:
+            await cluster.close()
         await admin_runner.cleanup()
         await public_runner.cleanup()
         await public.close()
@@ -157,12 +178,15 @@ class Supervisor:
         multiprocess.MultiProcessCollector(  # type: ignore[no-untyped-call]
             registry, path=str(self.multiproc_dir)
         )
+        cluster = _cluster(self.config, lambda: self.store)
         admin = create_admin_app(self.config, registry, lambda: self.store,
-                                 workers_ready=self.workers_ready)
+                                 workers_ready=self.workers_ready, cluster=cluster)
         runner = web.AppRunner(admin, access_log=None)
         await runner.setup()
         stop = _stop_event()
         try:
+            if cluster is not None:
+                await cluster.start()  # bounded: applies missed purges before workers serve
             for index in range(self.config.server.workers):
                 self._spawn(index)
             await _start_site(runner, self.config.server.admin_listen)
@@ -183,6 +207,8 @@ class Supervisor:
                         restarts[index] = time.monotonic()
                         self._spawn(index)
         finally:
+            if cluster is not None:
+                await cluster.close()
             await self._stop_children()
             await runner.cleanup()
             if self.store is not None:

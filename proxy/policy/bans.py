@@ -63,8 +63,9 @@ class BanIndex:
                 hit = prefixes.get(key[:length])
                 if hit:
                     candidates.append(hit)
-        if key in self.exact:
-            candidates.append(self.exact[key])
+        url_key = key.split("\x1f", 1)[0]  # an exact purge covers every Vary variant
+        if url_key in self.exact:
+            candidates.append(self.exact[url_key])
         for tag in tags:
             if tag in self.tags:
                 candidates.append(self.tags[tag])

@@ -22,11 +22,16 @@ _FORBIDDEN_DECODED = frozenset({0x2F, 0x5C})  # encoded "/" and "\": ambiguous a
 class Target:
     path: str  # normalised, percent-encoded: what the origin is asked for
     query: str  # normalised, without token parameters; "" when none
+    variant: str = ""  # the Vary variant this request selects, "" when the URL does not vary
+
+    @property
+    def url_key(self) -> str:
+        return self.path + ("?" + self.query if self.query else "")
 
     @property
     def key(self) -> str:
-        """The cache key text (plus, later, a variant suffix chosen by Vary)."""
-        return self.path + ("?" + self.query if self.query else "")
+        """The cache key text: the URL key, plus the variant when the resource varies."""
+        return self.url_key + ("\x1f" + self.variant if self.variant else "")
 
 
 @dataclass(frozen=True, slots=True)

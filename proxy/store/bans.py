@@ -26,6 +26,8 @@ SCHEMA = (
     "CREATE INDEX IF NOT EXISTS MediaTagsKey ON MediaTags (key)",
     # Lets the orphan scan ask "does any row own this body file?" without a table scan.
     "CREATE INDEX IF NOT EXISTS MediaFilename ON Cache (filename)",
+    # URL key -> the request fields its responses vary on (the last response's Vary).
+    "CREATE TABLE IF NOT EXISTS MediaVary (key TEXT PRIMARY KEY, names TEXT NOT NULL)",
 )
 
 REFRESH_SECONDS = 0.0  # check the version on every lookup: a purge is visible at once

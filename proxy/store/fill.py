@@ -36,6 +36,8 @@ class FillView(Protocol):
     expected: int | None
     written: int
     state: FillState
+    vary_names: tuple[str, ...]
+    variant: str
 
     @property
     def disk_bytes(self) -> int: ...
@@ -60,6 +62,11 @@ class Fill:
         self.state = FillState.RUNNING
         self.readers = 0
         self.claim: Claim | None = None  # set by the filler; released when the fill ends
+        # Vary: the fields this response varies on, the variant it is, and the URL key whose
+        # vary record the commit updates (None: not recorded).
+        self.vary_names: tuple[str, ...] = ()
+        self.variant = ""
+        self.vary_record: tuple[str, tuple[str, ...]] | None = None
         # Set when the temp file could not be written (ENOSPC, EIO, read-only): the fill goes
         # on as a plain relay for the readers it has, through a bounded memory window.
         self.spill_error: OSError | None = None
@@ -206,6 +213,8 @@ class RemoteFill:
         self.expected = expected
         self._handle = handle
         self.poll_seconds = poll_seconds
+        self.vary_names: tuple[str, ...] = ()
+        self.variant = ""
         self.state = FillState.RUNNING
         self.written = os.fstat(handle.fileno()).st_size
 

@@ -38,6 +38,7 @@ TMP_DIR = "tmp"
 # A body file is renamed into place inside the commit's write transaction (BEGIN IMMEDIATE is
 # taken first), so a file without a row for this long is a crash's leftover, not a commit.
 ORPHAN_MIN_AGE_SECONDS = 10.0
+MAX_SWEEP_BATCHES = 400  # per ban per maintenance tick (x 500 rows)
 
 
 @dataclass(slots=True)
@@ -259,6 +260,16 @@ class Store:
                             log.info("removed orphan body %s", filename)
         return removed
 
+    def vary_names(self, url_key: str) -> tuple[str, ...] | None:
+        """The fields responses for `url_key` vary on, or None when it does not vary."""
+        try:
+            with self._lock:
+                row = self._reader.execute(
+                    "SELECT names FROM MediaVary WHERE key = ?", (url_key,)).fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"index read failed: {exc}") from exc
+        return tuple(row[0].split()) if row and row[0] else None
+
     def touch(self, rowid: int, now: float) -> None:
         """Record a use served from the memory tier (for LRU order), batched like lookups."""
         self._accessed[rowid] = now
@@ -270,7 +281,8 @@ class Store:
         return str(self.tmp_dir / f"{os.getpid()}.{uuid.uuid4().hex}.part")
 
     def commit(
-        self, key: str, temp_path: str, meta: StoredResponse, tags: tuple[str, ...] = ()
+        self, key: str, temp_path: str, meta: StoredResponse, tags: tuple[str, ...] = (),
+        vary: tuple[str, tuple[str, ...]] | None = None,
     ) -> bool:
         """Adopt the complete temp file as the body of `key` (replacing any older entry).
 
@@ -291,6 +303,9 @@ class Store:
                                           meta.response_time, meta.body_size, invalidated=True)
                 self.cache.set(key, Adopt(temp_path, meta.body_size, encode_meta(meta)),
                                retry=True)
+                if vary is not None:
+                    self.cache._sql("INSERT OR REPLACE INTO MediaVary (key, names) VALUES (?, ?)",
+                                    (vary[0], " ".join(vary[1])))
                 self.cache._sql("DELETE FROM MediaTags WHERE key = ?", (key,))
                 for tag in tags:
                     self.cache._sql("INSERT OR IGNORE INTO MediaTags (tag, key) VALUES (?, ?)",
@@ -331,15 +346,17 @@ class Store:
                       " LIMIT ?")
             args: tuple[Any, ...] = (ban.value, ban.created, batch)
         elif ban.kind is BanKind.EXACT:
-            select = ("SELECT rowid, key, value FROM Cache WHERE key = ? AND raw = 1"
-                      " AND store_time <= ? LIMIT ?")
-            args = (ban.value, ban.created, batch)
+            select = ("SELECT rowid, key, value FROM Cache WHERE (key = ? OR (key > ? AND"
+                      " key < ?)) AND raw = 1 AND store_time <= ? LIMIT ?")
+            args = (ban.value, ban.value + "\x1f", ban.value + "\x1f\U0010ffff", ban.created,
+                    batch)
         else:
             select = ("SELECT rowid, key, value FROM Cache WHERE key >= ? AND key < ?"
                       " AND raw = 1 AND store_time <= ? LIMIT ?")
             args = (ban.value, ban.value + "\U0010ffff", ban.created, batch)
         if ban.soft:
-            already = "AND value NOT LIKE '%\"invalidated\":true%' LIMIT ?"
+            # The metadata is a BLOB, which LIKE never matches: compare its text.
+            already = "AND CAST(value AS TEXT) NOT LIKE '%\"invalidated\":true%' LIMIT ?"
             select = select.replace("LIMIT ?", already)
         try:
             with self.cache.transact(retry=True):
@@ -381,8 +398,13 @@ class Store:
             if job is None:
                 continue
             try:
-                while (n := self.sweep_ban(ban)) > 0:
+                for _ in range(MAX_SWEEP_BATCHES):  # bounded: the next call continues
+                    n = self.sweep_ban(ban)
                     handled += n
+                    if n == 0:
+                        break
+                else:
+                    continue  # not finished: not retired yet
                 old_enough = now - ban.created >= min_ban_age_seconds
                 if old_enough and not self._fill_predates(ban):
                     self.retire_ban(ban)

@@ -65,3 +65,17 @@ def test_token_parameters_are_stripped_case_insensitively() -> None:
 
 def test_bad_query_escape_rejected() -> None:
     assert normalise_target("/a", "x=%zz") == Rejected(400, "bad_query")
+
+
+def test_vary_variants() -> None:
+    from proxy.policy.vary import base_key, variant
+
+    a = variant(("accept", "accept-encoding"), [("Accept", "image/avif, image/webp"),
+                                                ("Accept-Encoding", "gzip")])
+    b = variant(("accept-encoding", "accept"), [("accept", "image/avif,image/webp"),
+                                                ("ACCEPT-ENCODING", " gzip ")])
+    assert a == b  # order of names, case, whitespace normalised
+    assert variant(("accept",), []) != variant(("accept",), [("Accept", "")])  # absent != empty
+    assert base_key("/a.jpg\x1faccept=x") == "/a.jpg"
+    target = Target("/a.jpg", "q=1", "accept=x")
+    assert target.url_key == "/a.jpg?q=1" and target.key.startswith("/a.jpg?q=1\x1f")

@@ -1,0 +1,40 @@
+"""The store's ban sweeps against a real cache directory."""
+
+import os
+import time
+from pathlib import Path
+
+from proxy.policy.bans import BanKind
+from proxy.policy.freshness import StoredResponse
+from proxy.store.index import Store
+
+
+def put(store: Store, key: str, age: float = 10.0) -> None:
+    temp = store.tmp_dir / f"{os.getpid()}.{abs(hash(key))}.part"
+    temp.write_bytes(b"body")
+    meta = StoredResponse(200, (("ETag", '"1"'),), 0.0, time.time() - age, 4)
+    assert store.commit(key, str(temp), meta)
+
+
+def test_soft_sweep_marks_each_row_once_and_finishes(tmp_path: Path) -> None:
+    store = Store(tmp_path / "c", max_size_bytes=1 << 30)
+    for i in range(3):
+        put(store, f"/s/{i}")
+    ban = store.add_ban(BanKind.PREFIX, "/s/", soft=True, now=time.time())
+    assert store.sweep_ban(ban) == 3
+    assert store.sweep_ban(ban) == 0  # already invalidated: the sweep terminates
+    assert store.peek("/s/1").invalidated  # type: ignore[union-attr]
+    store.sweep_bans(min_ban_age_seconds=0)
+    assert not store.bans().all
+    store.close()
+
+
+def test_exact_sweep_covers_variants(tmp_path: Path) -> None:
+    store = Store(tmp_path / "c", max_size_bytes=1 << 30)
+    put(store, "/v/a.jpg\x1faccept=image/webp")
+    put(store, "/v/a.jpg\x1faccept=image/avif")
+    put(store, "/v/a.jpgx")
+    ban = store.add_ban(BanKind.EXACT, "/v/a.jpg", soft=False, now=time.time())
+    assert store.sweep_ban(ban) == 2
+    assert store.peek("/v/a.jpgx") is not None
+    store.close()
