@@ -159,3 +159,56 @@ def test_change_mid_download(tmp_path: Path, origin_process: Running, strict: bo
             assert slow.finish() == sha256(body) and slow.received == SIZE
     finally:
         assert stop(proxy.proc) == 0
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["default", "strict"])
+@pytest.mark.parametrize("change", ["revision", "access", "delete"])
+def test_change_while_still_filling(tmp_path: Path, origin_process: Running, strict: bool,
+                                    change: str) -> None:
+    """The same changes while the object is still streaming in from the origin: the fill's
+    readers keep the version they started with (default) or are cut (strict); the fill is never
+    committed over the purge; new requests see the change at once."""
+    import json
+    import urllib.request
+
+    from tests.conftest import ADMIN_TOKEN
+
+    body = os.urandom(SIZE // 2)
+    put(origin_process, "/fill/clip.mp4", body)
+    throttle = urllib.request.Request(
+        origin_process.url + "/_origin/faults", method="POST",
+        data=json.dumps({"path_prefix": "/fill/", "rate_bytes_per_second": 4_000_000,
+                         "count": 1}).encode(),
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"})
+    urllib.request.urlopen(throttle, timeout=10).close()
+    proxy = start_proxy(
+        tmp_path, origin_process.url, workers=2,
+        cache_extra=f"eviction_interval_seconds = 0.1\nabort_streams_on_revoke = "
+                    f"{'true' if strict else 'false'}\n",
+        extra=ADMIN + AUTH)
+    try:
+        slow = SlowClient(proxy.url + "/fill/clip.mp4")  # starts the fill (MISS)
+        slow.read(1 << 20)
+        new = os.urandom(1000)
+        if change == "revision":
+            put(origin_process, "/fill/clip.mp4", new)
+        elif change == "access":
+            assert origin_call(origin_process, "PATCH", "/fill/clip.mp4",
+                               b'{"access": "protected"}') == 200
+        else:
+            assert origin_call(origin_process, "DELETE", "/fill/clip.mp4") == 204
+        purge(proxy, "/fill/clip.mp4")
+        expected_status = {"revision": 200, "access": 401, "delete": 404}[change]
+        assert status_of(proxy.url + "/fill/clip.mp4") == expected_status
+        if strict:
+            time.sleep(2.5)
+            with contextlib.suppress(http.client.IncompleteRead, ConnectionError, OSError):
+                slow.finish()
+            assert slow.received < SIZE // 2, "cut short of Content-Length"
+        else:
+            assert slow.finish() == sha256(body) and slow.received == SIZE // 2
+        if change == "revision":
+            _status, _headers, got = get(proxy.url + "/fill/clip.mp4")
+            assert sha256(got) == sha256(new), "the purged fill was never committed"
+    finally:
+        assert stop(proxy.proc) == 0
