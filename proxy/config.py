@@ -78,6 +78,8 @@ class CacheConfig:
     heuristic_fraction: float = 0.1  # RFC 9111 §4.2.2 share of (Date - Last-Modified)
     heuristic_max_seconds: float = 86400.0  # cap on heuristic freshness
     fill_chunk_bytes: int = 256 * 1024  # origin read size while filling
+    fill_abandon_bytes: int = 64 * 1024 * 1024  # drop a fill nobody reads any more if more
+    # than this remains (0 = always finish: a later request then finds it cached)
     eviction_interval_seconds: float = 1.0  # background cull / access-time flush period
     expose_surrogate_keys: bool = False  # pass Surrogate-Key / Cache-Tag on to clients (a CDN)
     memory_bytes: int = 32 * 1024 * 1024  # per-worker memory tier for small bodies; 0 = off

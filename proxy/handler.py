@@ -353,6 +353,7 @@ class Proxy:
                 fill = Fill(key, str(claim.paths.part), meta, origin.content_length)
                 fill.vary_names = decide.vary_names(origin.headers)
                 fill.variant = target.variant
+                fill.background = True
                 fill.vary_record = (target.url_key, fill.vary_names)
                 claim.publish({"meta": meta_dict(meta), "expected": origin.content_length,
                                "key": key, "tags": list(response_tags(meta.headers))})
@@ -784,15 +785,29 @@ class Proxy:
         store = self.store
         assert store is not None
         outcome = "committed"
+        abandon_after = self.config.cache.fill_abandon_bytes
+        checked = time.monotonic()
         try:
             async for chunk in origin.iter_chunks():
                 spilled = fill.spill_error is not None
                 fill.append(chunk)
+                if (abandon_after and not fill.background and fill.readers == 0
+                        and time.monotonic() - checked > 0.5):
+                    checked = time.monotonic()
+                    remaining = (None if fill.expected is None
+                                 else fill.expected - fill.written)
+                    if (remaining is None or remaining > abandon_after) and (
+                            not fill.read_anywhere()):
+                        outcome = "abandoned"  # every client left: spare the origin the rest
+                        fill.fail()
+                        break
                 if fill.spill_error is not None:
                     if not spilled:
                         self._spilled(fill)
                     await fill.wait_for_room(SPILL_WINDOW_BYTES)
-            if fill.spill_error is not None:
+            if outcome == "abandoned":
+                pass
+            elif fill.spill_error is not None:
                 fill.finish()
                 outcome = "store_error"
             elif fill.finish():

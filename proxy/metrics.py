@@ -68,7 +68,8 @@ class Metrics:
             self.response_bytes.labels(status.value)
         for outcome in ("ok", "error", "timeout"):
             self.origin_requests.labels(outcome)
-        for outcome in ("committed", "incomplete", "origin_error", "store_error", "purged"):
+        for outcome in ("committed", "incomplete", "origin_error", "store_error", "purged",
+                        "abandoned"):
             self.fills.labels(outcome)
 
     def observe_request(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import enum
+import fcntl
 import io
 import os
 from typing import Protocol
@@ -67,6 +68,7 @@ class Fill:
         self.vary_names: tuple[str, ...] = ()
         self.variant = ""
         self.vary_record: tuple[str, tuple[str, ...]] | None = None
+        self.background = False  # a stale-while-revalidate refresh: nobody reads it by design
         # Set when the temp file could not be written (ENOSPC, EIO, read-only): the fill goes
         # on as a plain relay for the readers it has, through a bounded memory window.
         self.spill_error: OSError | None = None
@@ -109,6 +111,26 @@ class Fill:
         self._positions.pop(id(handle), None)
         handle.close()
         self._trim()
+
+    def read_anywhere(self) -> bool:
+        """Does any reader, in this process or another, still hold this fill's file?"""
+        if self.readers > 0 or self._read_fd < 0:
+            return self.readers > 0
+        # Our own shared lock would hide the others: drop it for the test, then take it back.
+        fcntl.flock(self._read_fd, fcntl.LOCK_UN)
+        try:
+            probe = os.open(self.temp_path, os.O_RDONLY)
+        except OSError:
+            hold(self._read_fd)
+            return True  # committed or gone: not ours to judge any more
+        try:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(probe)
+            hold(self._read_fd)
 
     @property
     def joinable(self) -> bool:

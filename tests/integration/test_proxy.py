@@ -290,3 +290,33 @@ async def test_successful_unsafe_methods_invalidate_the_target(origin: Origin, p
     assert r.status in (200, 201)
     r = await proxy.get("/m/inv.bin")
     assert r.headers["X-Cache"] == "MISS" and await r.read() == new
+
+
+@pytest.mark.parametrize("abandon_bytes", [1_000_000, 0], ids=["abandon", "always-finish"])
+async def test_a_fill_nobody_reads_is_abandoned_past_the_threshold(
+    origin: Origin, make_proxy: ProxyFactory, abandon_bytes: int
+) -> None:
+    big = os.urandom(8_000_000)
+    await origin.publish("/ab/movie.mp4", big)
+    await origin.fault(path_prefix="/ab/", rate_bytes_per_second=4_000_000)
+    proxy = await make_proxy(cache={"fill_abandon_bytes": abandon_bytes})
+    async with aiohttp.ClientSession() as session:
+        response = await session.get(str(proxy.make_url("/ab/movie.mp4")))
+        await response.content.readexactly(100_000)
+        response.close()  # the only client leaves early
+    fills = proxy.runtime.proxy.fills
+    for _ in range(400):
+        if not fills:
+            break
+        await asyncio.sleep(0.02)
+    assert not fills
+    abandoned = proxy.runtime.metrics.fills.labels("abandoned")._value.get()
+    committed = proxy.runtime.store.lookup("/ab/movie.mp4")
+    if abandon_bytes:
+        assert abandoned == 1 and committed is None
+        assert not list(proxy.runtime.store.tmp_dir.glob("*.part"))
+    else:
+        assert abandoned == 0 and committed is not None
+        committed.close()
+        r = await proxy.get("/ab/movie.mp4")
+        assert r.headers["X-Cache"] == "HIT" and await r.read() == big
