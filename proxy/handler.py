@@ -316,12 +316,7 @@ class Proxy:
             return
         if claim is None:
             return  # another request or process is already refreshing or filling it
-        headers = self._forward_headers(request, for_fill=True)
-        for name in ("etag", "last-modified"):
-            value = get(cached.meta.headers, name)
-            if value is not None:
-                headers.append(("If-None-Match" if name == "etag" else "If-Modified-Since",
-                                value))
+        headers = self._forward_headers(request, for_fill=True) + _conditionals(cached.meta)
         self._refreshing.add(target.key)
         task = asyncio.create_task(self._background_refresh(
             target, headers, _request_headers(request), cached.meta, cached.filename, claim))
@@ -350,14 +345,8 @@ class Proxy:
             ) and self.store is not None:
                 meta = StoredResponse(origin.status, tuple(origin.headers), request_time,
                                       response_time, origin.content_length or 0)
-                fill = Fill(key, str(claim.paths.part), meta, origin.content_length)
-                fill.vary_names = decide.vary_names(origin.headers)
-                fill.variant = target.variant
+                fill = self._open_fill(claim, target, meta, origin.content_length)
                 fill.background = True
-                fill.vary_record = (target.url_key, fill.vary_names)
-                claim.publish({"meta": meta_dict(meta), "expected": origin.content_length,
-                               "key": key, "tags": list(response_tags(meta.headers))})
-                fill.claim = claim
                 self.fills[key] = fill
                 await self._run_fill(fill, origin)  # releases the claim when it ends
             else:
@@ -605,12 +594,7 @@ class Proxy:
             current.close()
         headers = self._forward_headers(request, for_fill=True)
         if cached is not None:
-            etag = get(cached.meta.headers, "etag")
-            last_modified = get(cached.meta.headers, "last-modified")
-            if etag is not None:
-                headers.append(("If-None-Match", etag))
-            if last_modified is not None:
-                headers.append(("If-Modified-Since", last_modified))
+            headers += _conditionals(cached.meta)
         request_time = self.clock()
         try:
             origin = await self._origin_request("GET", target, headers)
@@ -702,6 +686,28 @@ class Proxy:
         finally:
             origin.release()
 
+    def _open_fill(self, claim: Claim, target: cachekey.Target, meta: StoredResponse,
+                   expected: int | None) -> Fill:
+        """Start the temp file of `target`'s body under `claim` and publish what followers in
+        other processes need (headers, length, key, variant, tags) before its first byte."""
+        names = decide.vary_names(meta.headers)
+        fill = Fill(target.key, str(claim.paths.part), meta, expected)
+        try:
+            fill.vary_names = names
+            fill.variant = target.variant
+            fill.vary_record = (target.url_key, names)
+            claim.publish({"meta": meta_dict(meta), "expected": expected, "key": target.key,
+                           "vary_names": list(names), "variant": target.variant,
+                           "tags": list(response_tags(meta.headers))})
+        except OSError:
+            fill.fail()
+            fill.close()
+            if self.store is not None:
+                self.store.discard_temp(fill.temp_path)
+            raise
+        fill.claim = claim
+        return fill
+
     async def _from_origin(
         self,
         request: web.BaseRequest,
@@ -727,23 +733,10 @@ class Proxy:
             stored_target = dataclasses.replace(
                 target, variant=vary.variant(names, request.headers.items()) if names else "")
             try:
-                fill = Fill(stored_target.key, str(claim.paths.part), meta,
-                            origin.content_length)
-                fill.vary_names = names
-                fill.variant = stored_target.variant
-                fill.vary_record = (target.url_key, names)
-                claim.publish({"meta": meta_dict(meta), "expected": origin.content_length,
-                               "key": stored_target.key, "vary_names": list(names),
-                               "variant": stored_target.variant,
-                               "tags": list(response_tags(meta.headers))})
-                fill.claim = claim
+                fill = self._open_fill(claim, stored_target, meta, origin.content_length)
             except (StoreError, OSError) as exc:
                 self.metrics.store_errors.labels("fill_create").inc()
                 log.warning("cannot start fill: %s", exc)
-                if fill is not None:
-                    fill.fail()
-                    fill.close()
-                    fill = None
         else:
             self.pass_keys[target.key] = True  # hit-for-pass: skip the claim for a while
             with contextlib.suppress(OSError):
@@ -1000,6 +993,18 @@ _UNKNOWN: tuple[str, ...] = ("\x00unknown",)
 def fill_owns(claim: Claim, fill: Fill | None) -> bool:
     """True when a running fill took over `claim` (it releases it when the body ends)."""
     return fill is not None and fill.claim is claim
+
+
+def _conditionals(stored: StoredResponse) -> list[tuple[str, str]]:
+    """The conditional request fields that revalidate `stored` (RFC 9111 §4.3.1)."""
+    fields = []
+    etag = get(stored.headers, "etag")
+    if etag is not None:
+        fields.append(("If-None-Match", etag))
+    last_modified = get(stored.headers, "last-modified")
+    if last_modified is not None:
+        fields.append(("If-Modified-Since", last_modified))
+    return fields
 
 
 def _merge_304(stored: Headers, fresh: Headers) -> tuple[tuple[str, str], ...]:

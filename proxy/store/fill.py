@@ -20,7 +20,7 @@ from typing import Protocol
 from proxy.errors import StoreError
 from proxy.policy.freshness import StoredResponse
 from proxy.store.claims import Claim, Claims
-from proxy.store.retention import hold
+from proxy.store.retention import hold, unheld
 
 
 class FillState(enum.Enum):
@@ -117,19 +117,11 @@ class Fill:
         if self.readers > 0 or self._read_fd < 0:
             return self.readers > 0
         # Our own shared lock would hide the others: drop it for the test, then take it back.
+        # (Gone from its temp path means committed: not ours to judge any more.)
         fcntl.flock(self._read_fd, fcntl.LOCK_UN)
         try:
-            probe = os.open(self.temp_path, os.O_RDONLY)
-        except OSError:
-            hold(self._read_fd)
-            return True  # committed or gone: not ours to judge any more
-        try:
-            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return False
-        except BlockingIOError:
-            return True
+            return unheld(self.temp_path) is not True
         finally:
-            os.close(probe)
             hold(self._read_fd)
 
     @property

@@ -25,7 +25,7 @@ def hold(fd: int) -> None:
     fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
 
 
-def _unheld(path: str) -> bool | None:
+def unheld(path: str) -> bool | None:
     """True if nobody holds `path`, False if someone does, None if it is gone."""
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -41,7 +41,7 @@ def _unheld(path: str) -> bool | None:
 
 
 def retire(path: str, graveyard: str) -> None:
-    state = _unheld(path)
+    state = unheld(path)
     if state is None:
         return
     if state:
@@ -55,7 +55,7 @@ def retire(path: str, graveyard: str) -> None:
     except FileNotFoundError:
         return
     # A reader may have let go between our test and the rename: reap it now if so.
-    if _unheld(target):
+    if unheld(target):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(target)
 
@@ -87,7 +87,7 @@ def reap(graveyard: str) -> int:
     except FileNotFoundError:
         return 0
     for entry in entries:
-        if _unheld(entry.path):
+        if unheld(entry.path):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(entry.path)
                 removed += 1
