@@ -127,10 +127,11 @@ class PublicApp:
             if exc.status >= 500:
                 log.warning("%s %s -> %s: %s", request.method, request.path, exc.status,
                             exc.message)
-        except deliver.Truncated:
-            # Headers are out and the connection is closed: nothing more can be said.
+        except (deliver.Truncated, ConnectionResetError):
+            # Headers are out and the connection is closed (cut short on purpose, or the
+            # client left): nothing more can be said, and nothing went wrong on our side.
             response = web.Response(status=200)
-        except (ConnectionResetError, asyncio.CancelledError):
+        except asyncio.CancelledError:
             self._observe(request, started)
             raise
         except Exception:

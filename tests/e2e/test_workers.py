@@ -20,9 +20,9 @@ def put(origin: Running, path: str, body: bytes, **headers: str) -> None:
         assert r.status in (200, 201)
 
 
-def get(url: str) -> tuple[int, dict[str, str], bytes]:
+def get(url: str, timeout: float = 30.0) -> tuple[int, dict[str, str], bytes]:
     # urllib opens a new connection per request, so SO_REUSEPORT spreads them over workers.
-    with urllib.request.urlopen(url, timeout=30) as r:
+    with urllib.request.urlopen(url, timeout=timeout) as r:
         return r.status, dict(r.headers), r.read()
 
 
