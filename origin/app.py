@@ -16,13 +16,15 @@ from pathlib import Path
 
 from aiohttp import web
 
-from origin import admin
+from origin import admin, sessions
 from origin.conditional import format_http_date
 from origin.faults import FaultRules
+from origin.grants import SessionGrants
 from origin.keys import (
     FAULTS_KEY,
     LIBRARY_KEY,
     PURGE_KEY,
+    SESSIONS_KEY,
     SETTINGS_KEY,
     STATS_KEY,
     OriginSettings,
@@ -106,6 +108,7 @@ def create_app(
     )
     app[STATS_KEY] = RequestStats()
     app[FAULTS_KEY] = FaultRules()
+    app[SESSIONS_KEY] = SessionGrants()
 
     library = Library(db_path, clock=clock)
     app[LIBRARY_KEY] = library
@@ -140,5 +143,8 @@ def create_app(
     app.router.add_get(RESERVED_PREFIX + "faults", admin.list_faults)
     app.router.add_post(RESERVED_PREFIX + "faults", admin.add_fault)
     app.router.add_delete(RESERVED_PREFIX + "faults", admin.clear_faults)
+    app.router.add_get(RESERVED_PREFIX + "auth", sessions.auth_check)
+    app.router.add_put(RESERVED_PREFIX + "sessions/{session}", sessions.put_session)
+    app.router.add_delete(RESERVED_PREFIX + "sessions/{session}", sessions.delete_session)
     app.router.add_route("*", "/{path:.*}", dispatch)
     return app

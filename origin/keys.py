@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from origin.faults import FaultRules
+from origin.grants import SessionGrants
 from origin.library import Library
 from origin.purge import PurgeNotifier
 from origin.stats import RequestStats
@@ -28,3 +29,4 @@ FAULTS_KEY = web.AppKey("origin_faults", FaultRules)
 # Opened at start-up: the database is opened on its own threads, never on the event loop.
 LIBRARY_KEY = web.AppKey("origin_library", Library)
 PURGE_KEY = web.AppKey("origin_purge", PurgeNotifier)
+SESSIONS_KEY = web.AppKey("origin_sessions", SessionGrants)

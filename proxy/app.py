@@ -90,6 +90,7 @@ class PublicApp:
         self.store = open_store(self.config)
         await self.origin.start()
         self._proxy = Proxy(self.config, self.store, self.origin, self.metrics, self.clock)
+        await self._proxy.start()
         if self.store is not None:
             self._maintenance = asyncio.create_task(self._maintain(self.store))
             self._startup_check = asyncio.create_task(self._check_leftovers(self.store))

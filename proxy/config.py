@@ -155,6 +155,16 @@ class AuthConfig:
     access_recheck_seconds: float = 30.0  # protected objects revalidated at least this often
     clock_skew_seconds: float = 30.0  # tolerance on token expiry
     cookie_name: str = ""  # also accept the token query string in this cookie (players)
+    # Auth callout: protected objects requested without a valid token are allowed when this
+    # endpoint (absolute URL, or a path on the origin) answers 2xx for the request's session.
+    callout_url: str = ""  # "" = off
+    callout_headers: str = "Cookie,Authorization"  # request fields forwarded (the session)
+    callout_cookie: str = ""  # forward only this cookie ("" = the whole Cookie field)
+    callout_allow_seconds: float = 30.0  # an allow is remembered per (session, item) this long
+    callout_deny_seconds: float = 5.0  # a deny (401/403) this long
+    callout_timeout_seconds: float = 2.0  # no answer in time counts as a failure
+    callout_failure_status: int = 503  # endpoint down, slow or 5xx: refuse with 503 or 403
+    callout_cache_entries: int = 100_000  # remembered answers per worker (LRU beyond)
 
     def validate(self) -> None:
         from proxy.policy.tokens import parse_keys
@@ -170,6 +180,32 @@ class AuthConfig:
                     raise ConfigError(f"auth.{name}: {prefix!r} must start with '/'")
         if self.access_recheck_seconds < 0 or self.clock_skew_seconds < 0:
             raise ConfigError("auth: access_recheck_seconds and clock_skew_seconds must be >= 0")
+        url = self.callout_url
+        if url and not (url.startswith(("http://", "https://")) or url.startswith("/")):
+            raise ConfigError(f"auth.callout_url: expected http(s)://... or /path, got {url!r}")
+        if url and any(c in url for c in " \t\r\n"):
+            raise ConfigError("auth.callout_url: must not contain whitespace")
+        for name in split_csv(self.callout_headers):
+            if not _TOKEN_CHARS.issuperset(name) or name.lower() in ("host", "content-length"):
+                raise ConfigError(f"auth.callout_headers: {name!r} is not a forwardable field")
+        if url and not split_csv(self.callout_headers):
+            raise ConfigError("auth.callout_headers: name at least one field (e.g. Cookie)")
+        if self.callout_cookie and not _TOKEN_CHARS.issuperset(self.callout_cookie):
+            raise ConfigError(f"auth.callout_cookie: {self.callout_cookie!r} is not a cookie name")
+        for name in ("callout_allow_seconds", "callout_deny_seconds"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"auth.{name}: must be >= 0")
+        if not 0 < self.callout_timeout_seconds <= 60:
+            raise ConfigError("auth.callout_timeout_seconds: must be > 0 and <= 60")
+        if self.callout_failure_status not in (403, 503):
+            raise ConfigError("auth.callout_failure_status: must be 403 or 503")
+        if not 1 <= self.callout_cache_entries <= 10_000_000:
+            raise ConfigError("auth.callout_cache_entries: must be between 1 and 10000000")
+
+
+# RFC 9110 §5.6.2 token characters: field names and cookie names.
+_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
+                         "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
 def split_csv(text: str) -> list[str]:

@@ -23,11 +23,12 @@ from cachetools import TTLCache
 from multidict import CIMultiDict
 
 from proxy import deliver
+from proxy.callout import AuthCallout
 from proxy.config import Config, split_csv
 from proxy.errors import AuthError, BadRequest, OriginError, ProxyError, StoreError
 from proxy.metrics import Metrics
 from proxy.origin import OriginClient, OriginResponse
-from proxy.policy import cachekey, decide, respond, tokens, vary
+from proxy.policy import cachekey, decide, respond, session, tokens, vary
 from proxy.policy.access import Access, AccessRules
 from proxy.policy.bans import Ban, BanKind, parse_tags
 from proxy.policy.freshness import Heuristic, StoredResponse, current_age
@@ -45,6 +46,8 @@ STATUS_KEY = web.RequestKey("cache_status", CacheStatus)
 KEY_KEY = web.RequestKey("cache_key", str)
 TARGET_KEY = web.RequestKey("target", cachekey.Target)
 VERDICT_KEY: web.RequestKey[tokens.Verdict] = web.RequestKey("token_verdict")
+# Set once a protected object may be sent to this request (valid token or callout allow).
+GRANTED_KEY: web.RequestKey[bool] = web.RequestKey("access_granted")
 
 # Never forwarded on a fill or revalidation: we ask for the whole current representation and
 # evaluate the client's own conditions and ranges against it ourselves.
@@ -105,6 +108,12 @@ class Proxy:
         parsed_keys = tokens.parse_keys(auth.keys)
         self.keys: dict[str, bytes] = parsed_keys if isinstance(parsed_keys, dict) else {}
         self.token_params = tokens.PARAMS if self.keys else frozenset()
+        self.callout = AuthCallout(auth, origin.base, metrics, clock) if auth.callout_url else None
+        # Fills are shared by every client: with the callout, the session fields go to the
+        # auth endpoint only, never to the origin inside a fill another session will read.
+        self._fill_strip = _CLIENT_ONLY | frozenset(
+            name.lower() for name in (self.callout.forward if self.callout else ()))
+        self._bans_seen: object = None
         self.access = AccessRules.build(split_csv(auth.protected_prefixes),
                                         split_csv(auth.public_prefixes), auth.access_header)
         self.purge_networks = [ipaddress.ip_network(n, strict=False)
@@ -159,7 +168,7 @@ class Proxy:
         headers = [
             (k, v)
             for k, v in end_to_end(_request_headers(request))
-            if not (for_fill and k.lower() in _CLIENT_ONLY)
+            if not (for_fill and k.lower() in self._fill_strip)
         ]
         via = [v for k, v in headers if k.lower() == "via"]
         headers = [(k, v) for k, v in headers
@@ -215,7 +224,7 @@ class Proxy:
         request[KEY_KEY] = target.url_key
         request[TARGET_KEY] = target
         if self.access.by_rule(target.path) is Access.PROTECTED:
-            self._authorize(request, ())  # configured as protected: refuse before any work
+            await self._authorize(request, ())  # configured as protected: refuse before any work
         if self.front is not None:
             entry = self.front.get(key)
             if entry is not None:
@@ -225,7 +234,7 @@ class Proxy:
                 if ban is None and isinstance(decision, decide.Serve):
                     if self.store is not None:
                         self.store.touch(entry.rowid, now)
-                    return self._serve_memory(request, entry, decision.age_seconds)
+                    return await self._serve_memory(request, entry, decision.age_seconds)
                 self.front.drop(key)  # stale, purged or soft-purged: the disk path decides
         cached = self._lookup(key)
         if cached is None:
@@ -243,7 +252,7 @@ class Proxy:
                 case decide.Serve(age_seconds=age):
                     entry = self._remember(cached) if ban is None else None
                     if entry is not None:
-                        return self._serve_memory(request, entry, age)
+                        return await self._serve_memory(request, entry, age)
                     return await self._serve_stored(request, cached, age, CacheStatus.HIT)
                 case decide.Revalidate():
                     return await self._collapsed(request, target, cached, CacheStatus.EXPIRED)
@@ -358,9 +367,10 @@ class Proxy:
                 claim.release()
             self._refreshing.discard(key)
 
-    def _authorize(self, request: web.BaseRequest, headers: Headers) -> None:
-        """Refuse (401/403) unless the object is public or the request carries a valid token.
-        Applied wherever an object's bytes or headers are about to be sent."""
+    async def _authorize(self, request: web.BaseRequest, headers: Headers) -> None:
+        """Refuse (401/403/503) unless the object is public, the request carries a valid
+        token, or the auth callout allows its session. Applied wherever an object's bytes or
+        headers are about to be sent."""
         if request.method not in ("GET", "HEAD"):
             return
         target = request.get(TARGET_KEY)
@@ -368,14 +378,32 @@ class Proxy:
             return
         if self.access.for_object(target.path, headers) is Access.PUBLIC:
             return
+        if request.get(GRANTED_KEY):
+            return
         verdict = request.get(VERDICT_KEY)
         if verdict is None:
             verdict = self._verify(request, target)
             request[VERDICT_KEY] = verdict
-        if isinstance(verdict, tokens.Denied):
-            self.metrics.auth_denied.labels(verdict.reason.value).inc()
-            raise AuthError(verdict.reason.value, status=verdict.reason.status,
-                            reason=verdict.reason.value)
+        if isinstance(verdict, tokens.Allowed):
+            request[GRANTED_KEY] = True
+            return
+        if self.callout is not None:
+            fields = self.callout.credentials(request.headers.items())
+            if fields:
+                outcome = await self.callout.check(fields, target.url_key, request.method,
+                                                   request.remote)
+                if outcome is session.Outcome.ALLOW:
+                    request[GRANTED_KEY] = True
+                    return
+                if outcome is session.Outcome.DENY:
+                    self.metrics.auth_denied.labels("session_denied").inc()
+                    raise AuthError("session_denied", status=403, reason="session_denied")
+                self.metrics.auth_denied.labels("auth_unavailable").inc()
+                raise AuthError("auth_unavailable", reason="auth_unavailable",
+                                status=self.config.auth.callout_failure_status)
+        self.metrics.auth_denied.labels(verdict.reason.value).inc()
+        raise AuthError(verdict.reason.value, status=verdict.reason.status,
+                        reason=verdict.reason.value)
 
     def _verify(self, request: web.BaseRequest, target: cachekey.Target) -> tokens.Verdict:
         raw_query = request.raw_path.partition("?")[2].partition("#")[0]
@@ -409,9 +437,9 @@ class Proxy:
         front.put(entry)
         return entry
 
-    def _serve_memory(self, request: web.BaseRequest, entry: FrontEntry, age: float
-                      ) -> web.Response:
-        self._authorize(request, entry.meta.headers)
+    async def _serve_memory(self, request: web.BaseRequest, entry: FrontEntry, age: float
+                            ) -> web.Response:
+        await self._authorize(request, entry.meta.headers)
         request[STATUS_KEY] = CacheStatus.HIT
         headers = request.headers
         if request.method == "GET" and not any(name in headers for name in _PLAN_FIELDS):
@@ -445,6 +473,10 @@ class Proxy:
             self.metrics.store_errors.labels("bans").inc()
             log.warning("ban read failed: %s", exc.message)
             return None
+        if index is not self._bans_seen:
+            if self.callout is not None and self._bans_seen is not None:
+                self.callout.forget()  # a purge arrived: access may have changed with it
+            self._bans_seen = index
         if not index.size:
             return None
         tags = response_tags(meta.headers) if index.tags else ()
@@ -467,7 +499,7 @@ class Proxy:
     async def _serve_stored(
         self, request: web.BaseRequest, cached: CachedBody, age: float, status: CacheStatus
     ) -> web.StreamResponse:
-        self._authorize(request, cached.meta.headers)
+        await self._authorize(request, cached.meta.headers)
         request[STATUS_KEY] = status
         plan = respond.plan(request.method, _request_headers(request), cached.meta.status,
                             cached.meta.headers, cached.size, age)
@@ -763,7 +795,7 @@ class Proxy:
     async def _serve_fill(
         self, request: web.BaseRequest, fill: FillView, status: CacheStatus
     ) -> web.StreamResponse:
-        self._authorize(request, fill.meta.headers)
+        await self._authorize(request, fill.meta.headers)
         request[STATUS_KEY] = status
         # Age only on answers from the cache (RFC 9111 §5.1), i.e. for those joining a fill.
         age = current_age(fill.meta, self.clock()) if status is CacheStatus.HIT else None
@@ -869,7 +901,7 @@ class Proxy:
     async def _relay(
         self, request: web.BaseRequest, origin: OriginResponse, status: CacheStatus
     ) -> web.StreamResponse:
-        self._authorize(request, origin.headers)
+        await self._authorize(request, origin.headers)
         head = request.method == "HEAD" or origin.status in (204, 304) or origin.status < 200
         plan = respond.Plan(
             status=origin.status,
@@ -895,7 +927,7 @@ class Proxy:
     def _streaming(self, request: web.BaseRequest, key: str, meta: StoredResponse
                    ) -> Iterator[None]:
         """Register a body stream for the open-streams gauge and the strict-mode auditor."""
-        record = Stream(request, key, meta.response_time, self._has_token(request))
+        record = Stream(request, key, meta.response_time, self._granted(request))
         self.streams.setdefault(key, set()).add(record)
         self.metrics.open_streams.inc()
         try:
@@ -908,7 +940,10 @@ class Proxy:
                 if not group:
                     del self.streams[key]
 
-    def _has_token(self, request: web.BaseRequest) -> bool:
+    def _granted(self, request: web.BaseRequest) -> bool:
+        """May this request keep receiving the object should it become protected?"""
+        if request.get(GRANTED_KEY):
+            return True
         if not self.keys:
             return False
         verdict = request.get(VERDICT_KEY)
@@ -943,11 +978,17 @@ class Proxy:
             self.metrics.aborted_streams.inc(cut)
         return cut
 
+    async def start(self) -> None:
+        if self.callout is not None:
+            await self.callout.start()
+
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.callout is not None:
+            await self.callout.close()
 
 
 @dataclasses.dataclass(eq=False)
@@ -957,7 +998,7 @@ class Stream:
     request: web.BaseRequest
     key: str
     response_time: float  # of the version it is sending
-    token: bool  # carried a valid token when it began
+    token: bool  # was granted access (token or callout) when it began
 
 
 TAG_HEADERS = ("surrogate-key", "cache-tag")

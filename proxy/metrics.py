@@ -64,6 +64,16 @@ class Metrics:
             "mediaproxy_auth_denied", "Requests refused by token or access checks, by reason.",
             ["reason"], registry=registry,
         )
+        self.auth_callouts = Counter(
+            "mediaproxy_auth_callouts",
+            "Auth callout answers (allow, deny, failed), from the endpoint or remembered.",
+            ["outcome", "source"], registry=registry,
+        )
+        self.auth_callout_duration = Histogram(
+            "mediaproxy_auth_callout_duration_seconds",
+            "Time the auth callout endpoint took to answer (or to fail).",
+            buckets=DURATION_BUCKETS, registry=registry,
+        )
         for status in CacheStatus:
             self.response_bytes.labels(status.value)
         for outcome in ("ok", "error", "timeout"):
