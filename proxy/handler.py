@@ -390,6 +390,7 @@ class Proxy:
         if self.callout is not None:
             fields = self.callout.credentials(request.headers.items())
             if fields:
+                self._forget_answers_after_purge()
                 outcome = await self.callout.check(fields, target.url_key, request.method,
                                                    request.remote)
                 if outcome is session.Outcome.ALLOW:
@@ -404,6 +405,20 @@ class Proxy:
         self.metrics.auth_denied.labels(verdict.reason.value).inc()
         raise AuthError(verdict.reason.value, status=verdict.reason.status,
                         reason=verdict.reason.value)
+
+    def _forget_answers_after_purge(self) -> None:
+        """A purge (from any worker or node) may carry an access change: drop remembered
+        callout answers whenever the shared ban table has moved since we last looked."""
+        if self.store is None or self.callout is None:
+            return
+        try:
+            index = self.store.bans()
+        except StoreError:
+            return
+        if index is not self._bans_seen:
+            if self._bans_seen is not None:
+                self.callout.forget()
+            self._bans_seen = index
 
     def _verify(self, request: web.BaseRequest, target: cachekey.Target) -> tokens.Verdict:
         raw_query = request.raw_path.partition("?")[2].partition("#")[0]
@@ -473,10 +488,6 @@ class Proxy:
             self.metrics.store_errors.labels("bans").inc()
             log.warning("ban read failed: %s", exc.message)
             return None
-        if index is not self._bans_seen:
-            if self.callout is not None and self._bans_seen is not None:
-                self.callout.forget()  # a purge arrived: access may have changed with it
-            self._bans_seen = index
         if not index.size:
             return None
         tags = response_tags(meta.headers) if index.tags else ()
