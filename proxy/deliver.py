@@ -47,6 +47,57 @@ def build_headers(
     return headers
 
 
+WIRE_DRAIN_BYTES = 256 * 1024  # above this much unsent, a wire response waits for the client
+
+
+def wire_head(status: int, reason: str, fields: Sequence[tuple[str, str]], length: int
+              ) -> bytes | None:
+    """A complete HTTP/1.1 header block minus its last fields (Age and the blank line), for
+    responses sent many times with the same fields; None if a value cannot be put on the wire
+    verbatim (the caller then uses aiohttp's own writer, which refuses such values)."""
+    lines = [f"HTTP/1.1 {status} {reason}\r\n"]
+    has_type = False
+    for name, value in fields:
+        if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
+            return None
+        lowered = name.lower()
+        if lowered in ("content-length", "transfer-encoding", "connection", "age"):
+            continue
+        has_type = has_type or lowered == "content-type"
+        lines.append(f"{name}: {value}\r\n")
+    if not has_type and length:
+        lines.append("Content-Type: application/octet-stream\r\n")  # as aiohttp would add
+    lines.append(f"Content-Length: {length}\r\n")
+    try:
+        return "".join(lines).encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+
+
+class WireResponse(web.StreamResponse):
+    """A response whose bytes are already serialised: one `writelines` on the transport, no
+    header building or serialising per request. Only for HTTP/1.1 keep-alive requests."""
+
+    def __init__(self, status: int, parts: tuple[bytes, ...]) -> None:
+        super().__init__(status=status)
+        self._parts = parts
+
+    async def prepare(self, request: web.BaseRequest) -> None:
+        if self._eof_sent:
+            return
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            raise ConnectionResetError("client left")
+        transport.writelines(self._parts)
+        self._eof_sent = True
+        self._keep_alive = True
+        if transport.get_write_buffer_size() > WIRE_DRAIN_BYTES:
+            await request.writer.drain()  # a client that pipelines but never reads: wait
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        return
+
+
 def _response(plan: Plan, headers: CIMultiDict[str]) -> web.StreamResponse:
     response = web.StreamResponse(status=plan.status, headers=headers)
     if plan.content_length is not None and plan.status not in (204, 304):

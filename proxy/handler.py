@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import http
 import io
 import ipaddress
 import logging
@@ -18,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import assert_never
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 from cachetools import TTLCache
 from multidict import CIMultiDict
 
@@ -447,21 +448,30 @@ class Proxy:
         plan = respond.plan("GET", (), cached.meta.status, cached.meta.headers, cached.size, 0)
         hit_headers = tuple((k, v) for k, v in deliver.build_headers(
             plan.headers, CacheStatus.HIT, self.via, self.hidden).items() if k.lower() != "age")
+        wire = None
+        # Without Date aiohttp adds one per response; 204 and 304 have no Content-Length.
+        if get(hit_headers, "date") is not None and plan.status not in (204, 304):
+            wire = deliver.wire_head(plan.status, _reason(plan.status), hit_headers, len(body))
         entry = FrontEntry(cached.key, cached.filename, cached.rowid, cached.meta,
-                           self._facts(cached.key, cached.meta), body, hit_headers)
+                           self._facts(cached.key, cached.meta), body, hit_headers, wire)
         front.put(entry)
         return entry
 
     async def _serve_memory(self, request: web.BaseRequest, entry: FrontEntry, age: float
-                            ) -> web.Response:
+                            ) -> web.StreamResponse:
         await self._authorize(request, entry.meta.headers)
         request[STATUS_KEY] = CacheStatus.HIT
         headers = request.headers
         if request.method == "GET" and not any(name in headers for name in _PLAN_FIELDS):
             # The common case: a plain GET of a fresh object. Headers were built once.
+            request[deliver.BYTES_KEY] = len(entry.body)
+            if entry.wire_head is not None and request.version == HttpVersion11 and (
+                    request.keep_alive):
+                age_line = b"Age: %d\r\n\r\n" % max(0, math.floor(age))
+                return deliver.WireResponse(entry.meta.status,
+                                            (entry.wire_head, age_line, entry.body))
             response = web.Response(status=entry.meta.status, headers=CIMultiDict(
                 (*entry.hit_headers, ("Age", str(max(0, math.floor(age)))))), body=entry.body)
-            request[deliver.BYTES_KEY] = len(entry.body)
             return response
         plan = respond.plan(request.method, headers.items(), entry.meta.status,
                             entry.meta.headers, len(entry.body), age)
@@ -1057,6 +1067,13 @@ def _conditionals(stored: StoredResponse) -> list[tuple[str, str]]:
     if last_modified is not None:
         fields.append(("If-Modified-Since", last_modified))
     return fields
+
+
+def _reason(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return ""
 
 
 def _merge_304(stored: Headers, fresh: Headers) -> tuple[tuple[str, str], ...]:

@@ -8,9 +8,12 @@ deleted every matching row and no fill that started before it is still running.
 
 from __future__ import annotations
 
+import mmap
+import os
 import sqlite3
 import time
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from proxy.policy.bans import Ban, BanIndex, BanKind
@@ -30,7 +33,43 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS MediaVary (key TEXT PRIMARY KEY, names TEXT NOT NULL)",
 )
 
-REFRESH_SECONDS = 0.0  # check the version on every lookup: a purge is visible at once
+# A process that crashed between committing a ban and signalling it is covered by this
+# periodic check of the table's version; normally the signal makes a purge visible at once.
+FALLBACK_SECONDS = 1.0
+SIGNAL_FILE = "bans.signal"
+
+
+class BanSignal:
+    """Eight bytes in a file every process maps: a writer stores a new random value after
+    each committed ban change, so a reader learns "the ban table moved" from one memory read
+    instead of a query per lookup. A torn or spurious change only costs a query."""
+
+    def __init__(self, path: Path) -> None:
+        self._map: mmap.mmap | None = None
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            return  # read-only cache dir: readers fall back to querying every time
+        try:
+            if os.fstat(fd).st_size < 8:
+                os.ftruncate(fd, 8)
+            self._map = mmap.mmap(fd, 8)
+        except (OSError, ValueError):
+            self._map = None
+        finally:
+            os.close(fd)
+
+    def read(self) -> int | None:
+        return None if self._map is None else int.from_bytes(self._map[:8], "little")
+
+    def bump(self) -> None:
+        if self._map is not None:
+            self._map[:8] = os.urandom(8)
+
+    def close(self) -> None:
+        if self._map is not None:
+            self._map.close()
+            self._map = None
 
 
 def row_to_ban(row: Iterable[Any]) -> Ban:
@@ -41,16 +80,21 @@ def row_to_ban(row: Iterable[Any]) -> Ban:
 class BanCache:
     """This process's view of the ban table, reloaded when its version moves."""
 
-    def __init__(self, reader: sqlite3.Connection) -> None:
+    def __init__(self, reader: sqlite3.Connection, signal: BanSignal) -> None:
         self._reader = reader
+        self._signal = signal
+        self._seen: int | None = None
         self._version = -1
-        self._checked = 0.0
+        self._checked = -FALLBACK_SECONDS
         self.index = BanIndex()
 
     def current(self, lock: Any) -> BanIndex:
         now = time.monotonic()
-        if now - self._checked < REFRESH_SECONDS:
+        signal = self._signal.read()
+        if signal is not None and signal == self._seen and now - self._checked < FALLBACK_SECONDS:
             return self.index
+        # Read before the query: a change signalled during it is seen on the next call.
+        self._seen = signal
         self._checked = now
         with lock:
             version = self._reader.execute(
@@ -60,8 +104,13 @@ class BanCache:
                     "SELECT id, kind, value, created, soft FROM MediaBans").fetchall()
                 self.index = BanIndex.build(row_to_ban(r) for r in rows)
                 self._version = version
-
         return self.index
 
-    def invalidate(self) -> None:
-        self._checked = 0.0
+    def refresh(self) -> None:
+        """Query on the next call whatever the signal says."""
+        self._seen = None
+
+    def changed(self) -> None:
+        """This process committed a ban change: tell every process, this one included."""
+        self._signal.bump()
+        self._seen = None

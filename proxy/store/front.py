@@ -27,6 +27,7 @@ class FrontEntry:
     facts: Facts
     body: bytes
     hit_headers: tuple[tuple[str, str], ...]  # a plain 200 HIT's headers, without Age
+    wire_head: bytes | None = None  # the same, serialised with Content-Length, minus Age
 
 
 def _size(entry: FrontEntry) -> int:

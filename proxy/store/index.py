@@ -136,7 +136,8 @@ class Store:
         self.max_size_bytes = max_size_bytes
         self.min_free_bytes = min_free_bytes
         self._scan_position = int.from_bytes(os.urandom(1), "big")
-        self._bans = bans.BanCache(self._reader)
+        self._ban_signal = bans.BanSignal(self.directory / bans.SIGNAL_FILE)
+        self._bans = bans.BanCache(self._reader, self._ban_signal)
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -334,7 +335,7 @@ class Store:
                 self.cache._sql("UPDATE MediaBanVersion SET version = version + 1 WHERE id = 0")
         except (OSError, sqlite3.Error, diskcache.Timeout) as exc:
             raise StoreError(f"ban failed: {exc}") from exc
-        self._bans.invalidate()
+        self._bans.changed()
         return Ban(ban_id, kind, value, now, soft)
 
     def sweep_ban(self, ban: Ban, batch: int = 500) -> int:
@@ -382,7 +383,7 @@ class Store:
                 self.cache._sql("UPDATE MediaBanVersion SET version = version + 1 WHERE id = 0")
         except (OSError, sqlite3.Error, diskcache.Timeout) as exc:
             raise StoreError(f"ban retire failed: {exc}") from exc
-        self._bans.invalidate()
+        self._bans.changed()
 
     def sweep_bans(self, min_ban_age_seconds: float = 0.0, now: float | None = None) -> int:
         """Sweep every active ban that no other process is sweeping; retire finished ones.
@@ -391,7 +392,7 @@ class Store:
         A ban is retired no sooner than `min_ban_age_seconds` after it was made: workers'
         memory tiers may hold copies loaded just before it, for up to their TTL."""
         now = time.time() if now is None else now
-        self._bans.invalidate()
+        self._bans.refresh()
         handled = 0
         for ban in list(self.bans().all):
             job = self.claims.try_job(f"ban-{ban.id}")
@@ -573,6 +574,7 @@ class Store:
             self.flush_access_times()
         with self._lock:
             self._reader.close()
+        self._ban_signal.close()
         self.cache.close()
 
     def destroy(self) -> None:

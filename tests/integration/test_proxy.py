@@ -320,3 +320,38 @@ async def test_a_fill_nobody_reads_is_abandoned_past_the_threshold(
         committed.close()
         r = await proxy.get("/ab/movie.mp4")
         assert r.headers["X-Cache"] == "HIT" and await r.read() == big
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[bytes, dict[str, str], bytes]:
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    status, *lines = head.decode("latin-1").split("\r\n")
+    fields = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines if line)}
+    body = await asyncio.wait_for(reader.readexactly(int(fields["content-length"])), 10)
+    return status.encode(), fields, body
+
+
+async def test_memory_hits_on_the_wire_pipelined_and_http10(origin: Origin, proxy) -> None:
+    """Small hits leave as pre-serialised bytes: they must be the same response aiohttp would
+    have written, delimited exactly (pipelining), and HTTP/1.0 or `close` still honoured."""
+    await origin.publish("/w/a.bin", BODY)
+    assert (await proxy.get("/w/a.bin")).status == 200
+    await settled(proxy)
+    via_client = await proxy.get("/w/a.bin")
+    assert via_client.headers["X-Cache"] == "HIT" and await via_client.read() == BODY
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    try:
+        writer.write(b"GET /w/a.bin HTTP/1.1\r\nHost: x\r\n\r\n" * 3)
+        for _ in range(3):
+            status, fields, body = await _read_response(reader)
+            assert status == b"HTTP/1.1 200 OK" and body == BODY
+            assert fields["x-cache"] == "HIT" and fields["etag"] == via_client.headers["ETag"]
+            assert int(fields["age"]) >= 0 and "date" in fields and "via" in fields
+            assert "connection" not in fields
+        writer.write(b"GET /w/a.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        status, fields, body = await _read_response(reader)
+        assert body == BODY and fields.get("connection") == "close"
+        assert await asyncio.wait_for(reader.read(), 10) == b""  # and it did close
+    finally:
+        writer.close()
+    answer = await raw_request(proxy.port, "GET /w/a.bin HTTP/1.0\r\nHost: x\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.0 200") and answer.endswith(BODY)

@@ -38,3 +38,41 @@ def test_exact_sweep_covers_variants(tmp_path: Path) -> None:
     assert store.sweep_ban(ban) == 2
     assert store.peek("/v/a.jpgx") is not None
     store.close()
+
+
+def test_a_ban_reaches_another_store_at_once_and_quiet_lookups_do_not_query(
+    tmp_path: Path,
+) -> None:
+    # Two Store objects on one directory stand for two worker processes.
+    writer = Store(tmp_path / "c", max_size_bytes=1 << 30)
+    reader = Store(tmp_path / "c", max_size_bytes=1 << 30)
+    statements: list[str] = []
+    reader._reader.set_trace_callback(statements.append)
+    assert not reader.bans().all
+    queried = len(statements)
+    for _ in range(100):
+        reader.bans()
+    assert len(statements) == queried  # the shared signal did not move: no query
+    writer.add_ban(BanKind.PREFIX, "/x/", soft=False, now=time.time())
+    assert [b.value for b in reader.bans().all] == ["/x/"]  # no wait, no sleep
+    ban = writer.bans().all[0]
+    writer.retire_ban(ban)
+    assert not reader.bans().all
+    writer.close()
+    reader.close()
+
+
+def test_without_a_signal_file_every_lookup_queries(tmp_path: Path) -> None:
+    from proxy.store.bans import BanSignal
+
+    signal = BanSignal(tmp_path / "missing-dir" / "bans.signal")
+    assert signal.read() is None
+    signal.bump()  # harmless
+    writer = Store(tmp_path / "c", max_size_bytes=1 << 30)
+    reader = Store(tmp_path / "c", max_size_bytes=1 << 30)
+    reader._bans._signal = signal
+    assert not reader.bans().all
+    writer.add_ban(BanKind.EXACT, "/y", soft=False, now=time.time())
+    assert len(reader.bans().all) == 1
+    writer.close()
+    reader.close()
