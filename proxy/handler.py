@@ -27,6 +27,7 @@ from proxy import deliver
 from proxy.callout import AuthCallout
 from proxy.config import Config, split_csv
 from proxy.errors import AuthError, BadRequest, OriginError, ProxyError, StoreError
+from proxy.memo import Memo
 from proxy.metrics import Metrics
 from proxy.origin import OriginClient, OriginResponse
 from proxy.policy import cachekey, decide, respond, session, tokens, vary
@@ -96,8 +97,9 @@ class Proxy:
         self._tasks: set[asyncio.Task[None]] = set()
         self.streams: dict[str, set[Stream]] = {}
         self._refreshing: set[str] = set()
-        self._vary_known: TTLCache[str, tuple[str, ...] | None] = TTLCache(maxsize=100_000,
-                                                                            ttl=1.0)
+        self._vary_known: Memo[str, tuple[str, ...] | None] = Memo(100_000, ttl_seconds=1.0)
+        # Request target text -> its normalised target (a pure function of the text).
+        self._targets: Memo[str, cachekey.Target] = Memo(10_000)
         self.lifetime_rules = config.cache.lifetime_overrides()
         # Hit-for-pass: keys whose last answer was not storable go straight to the origin for a
         # while instead of queueing behind a claim (Varnish's hit-for-pass).
@@ -220,7 +222,13 @@ class Proxy:
             return await self._lookup_and_serve(request)
 
     async def _lookup_and_serve(self, request: web.BaseRequest) -> web.StreamResponse:
-        target = self._with_variant(self._target(request, self.token_params), request)
+        raw = request.raw_path
+        found, memo = self._targets.get(raw)
+        if not found or memo is None:
+            memo = self._target(request, self.token_params)
+            if len(raw) <= 512:  # bounded memory: 10,000 short targets at most
+                self._targets.put(raw, memo)
+        target = self._with_variant(memo, request)
         key = target.key
         request[KEY_KEY] = target.url_key
         request[TARGET_KEY] = target
@@ -273,13 +281,13 @@ class Proxy:
         are remembered per process for a second: a stale answer costs a fetch, never a wrong
         variant (variants are only ever stored under their own key)."""
         url_key = target.url_key
-        names = self._vary_known.get(url_key, _UNKNOWN)
-        if names is _UNKNOWN:
+        known, names = self._vary_known.get(url_key)
+        if not known:
             try:
                 names = self.store.vary_names(url_key) if self.store is not None else None
             except StoreError:
                 names = None
-            self._vary_known[url_key] = names
+            self._vary_known.put(url_key, names)
         if not names:
             return target
         return dataclasses.replace(target, variant=vary.variant(names, request.headers.items()))
@@ -862,7 +870,7 @@ class Proxy:
                                                     response_tags(meta.headers), fill.vary_record)
                 self._forget(fill.key)
                 if fill.vary_record is not None:
-                    self._vary_known.pop(fill.vary_record[0], None)
+                    self._vary_known.pop(fill.vary_record[0])
                 if not committed:
                     outcome = "purged"
             else:
@@ -1049,7 +1057,6 @@ def fill_names(target: cachekey.Target) -> tuple[str, ...]:
     return tuple(part.split("=", 1)[0].rstrip("!") for part in target.variant.split("\x1e"))
 
 
-_UNKNOWN: tuple[str, ...] = ("\x00unknown",)
 
 
 def fill_owns(claim: Claim, fill: Fill | None) -> bool:
