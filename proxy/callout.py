@@ -10,6 +10,7 @@ Failures are never remembered, so the first request after the endpoint recovers 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from proxy.policy.session import Outcome, credentials, interpret, session_id
 
 log = logging.getLogger(__name__)
 
-_Key = tuple[str, str]  # (session digest, item)
+_Key = tuple[str, bytes]  # (session digest, digest of method and item): bounded size
 
 
 class AuthCallout:
@@ -49,6 +50,7 @@ class AuthCallout:
         self._pending: dict[_Key, asyncio.Task[Outcome]] = {}
         self._session: aiohttp.ClientSession | None = None
         self._failing = False
+        self._generation = 0  # moves on every forget(): answers asked before are not kept
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
@@ -75,31 +77,35 @@ class AuthCallout:
             self._allowed.clear()
         if self._denied is not None:
             self._denied.clear()
+        self._generation += 1
+        self._pending = {}  # calls in flight predate the purge: nobody new joins them
 
-    async def check(self, fields: tuple[tuple[str, str], ...], item: str, method: str,
-                    client: str | None) -> Outcome:
-        key = (session_id(fields), item)
+    async def check(self, fields: tuple[tuple[str, str], ...], item: str, method: str
+                    ) -> Outcome:
+        key = (session_id(fields), hashlib.sha256(f"{method} {item}".encode()).digest())
         if self._allowed is not None and key in self._allowed:
             self.metrics.auth_callouts.labels("allow", "remembered").inc()
             return Outcome.ALLOW
         if self._denied is not None and key in self._denied:
             self.metrics.auth_callouts.labels("deny", "remembered").inc()
             return Outcome.DENY
-        task = self._pending.get(key)
+        pending = self._pending
+        task = pending.get(key)
         if task is None:
-            task = asyncio.ensure_future(self._ask(key, fields, item, method, client))
-            self._pending[key] = task
-            task.add_done_callback(lambda _t: self._pending.pop(key, None))
+            task = asyncio.ensure_future(self._ask(key, fields, item, method))
+            pending[key] = task
+            task.add_done_callback(lambda _t: pending.pop(key, None))
         # Shielded: a client that leaves does not cancel the answer others are waiting for.
         return await asyncio.shield(task)
 
     async def _ask(self, key: _Key, fields: tuple[tuple[str, str], ...], item: str,
-                   method: str, client: str | None) -> Outcome:
+                   method: str) -> Outcome:
+        # Exactly what the answer is remembered by: session fields, method and item (no
+        # client address, which would make a remembered answer wrong for another address).
         headers = CIMultiDict(fields)
         headers["X-Original-URI"] = item
         headers["X-Original-Method"] = method
-        if client:
-            headers["X-Forwarded-For"] = client
+        generation = self._generation
         started = time.monotonic()
         outcome = Outcome.FAILED
         try:
@@ -111,7 +117,7 @@ class AuthCallout:
                 if outcome is Outcome.FAILED:
                     log.warning("auth callout answered %d: refusing (fail closed)",
                                 response.status)
-        except (aiohttp.ClientError, TimeoutError, RuntimeError) as exc:
+        except Exception as exc:  # any failure refuses (CancelledError is not an Exception)
             if not self._failing:
                 log.warning("auth callout %s failed: %s: refusing until it answers",
                             self.url, exc.__class__.__name__)
@@ -122,6 +128,8 @@ class AuthCallout:
             self._failing = False
         self.metrics.auth_callout_duration.observe(time.monotonic() - started)
         self.metrics.auth_callouts.labels(outcome.value, "endpoint").inc()
+        if generation != self._generation:
+            return outcome  # a purge came meanwhile: this answer is for its callers only
         if outcome is Outcome.ALLOW and self._allowed is not None:
             self._allowed[key] = True
         elif outcome is Outcome.DENY and self._denied is not None:

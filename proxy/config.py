@@ -186,12 +186,15 @@ class AuthConfig:
         if url and any(c in url for c in " \t\r\n"):
             raise ConfigError("auth.callout_url: must not contain whitespace")
         for name in split_csv(self.callout_headers):
-            if not _TOKEN_CHARS.issuperset(name) or name.lower() in ("host", "content-length"):
+            if not _TOKEN_CHARS.issuperset(name) or name.lower() in _NOT_FORWARDABLE:
                 raise ConfigError(f"auth.callout_headers: {name!r} is not a forwardable field")
         if url and not split_csv(self.callout_headers):
             raise ConfigError("auth.callout_headers: name at least one field (e.g. Cookie)")
         if self.callout_cookie and not _TOKEN_CHARS.issuperset(self.callout_cookie):
             raise ConfigError(f"auth.callout_cookie: {self.callout_cookie!r} is not a cookie name")
+        if self.callout_cookie and "cookie" not in (
+                name.lower() for name in split_csv(self.callout_headers)):
+            raise ConfigError("auth.callout_cookie: needs Cookie in auth.callout_headers")
         for name in ("callout_allow_seconds", "callout_deny_seconds"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"auth.{name}: must be >= 0")
@@ -206,6 +209,12 @@ class AuthConfig:
 # RFC 9110 §5.6.2 token characters: field names and cookie names.
 _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
                          "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+# Framing and hop-by-hop fields (RFC 9110 §7.6.1) are not a session: never forwarded.
+_NOT_FORWARDABLE = frozenset({"host", "content-length", "transfer-encoding", "connection", "te",
+                              "upgrade", "expect", "keep-alive", "trailer",
+                              "proxy-authorization", "proxy-connection"})
 
 
 def split_csv(text: str) -> list[str]:

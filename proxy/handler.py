@@ -16,9 +16,10 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import assert_never
 
+import aiohttp
 from aiohttp import HttpVersion11, web
 from cachetools import TTLCache
 from multidict import CIMultiDict
@@ -50,6 +51,8 @@ TARGET_KEY = web.RequestKey("target", cachekey.Target)
 VERDICT_KEY: web.RequestKey[tokens.Verdict] = web.RequestKey("token_verdict")
 # Set once a protected object may be sent to this request (valid token or callout allow).
 GRANTED_KEY: web.RequestKey[bool] = web.RequestKey("access_granted")
+# Granted by the auth callout: the answer must not be stored by shared caches in front.
+SESSION_GRANTED_KEY: web.RequestKey[bool] = web.RequestKey("session_granted")
 
 # Never forwarded on a fill or revalidation: we ask for the whole current representation and
 # evaluate the client's own conditions and ranges against it ourselves.
@@ -117,6 +120,7 @@ class Proxy:
         self._fill_strip = _CLIENT_ONLY | frozenset(
             name.lower() for name in (self.callout.forward if self.callout else ()))
         self._bans_seen: object = None
+        self._forgotten_at = -1.0
         self.access = AccessRules.build(split_csv(auth.protected_prefixes),
                                         split_csv(auth.public_prefixes), auth.access_header)
         self.purge_networks = [ipaddress.ip_network(n, strict=False)
@@ -148,8 +152,35 @@ class Proxy:
         if self.store is None:
             raise StoreError("the cache directory is not usable")
         soft = request.headers.get("X-Purge-Soft", "").lower() in ("1", "true", "yes")
+        wait = request.headers.get("X-Purge-Wait", "").lower() in ("1", "true", "yes")
+        if self.config.cluster.redis_url and self.config.admin.token:
+            # The cluster connection lives with the admin listener: hand the purge to it, so
+            # it reaches every node exactly as `POST /purge {"url": ...}` does.
+            forwarded = await self._purge_via_admin(target.key, soft, wait)
+            if forwarded is not None:
+                return forwarded
         ban = await apply_purge(self.store, BanKind.EXACT, target.key, soft, self.clock)
-        return web.json_response(ban_json(ban, node_name(self.config)))
+        answer = ban_json(ban, node_name(self.config))
+        if self.config.cluster.redis_url:
+            answer["published"] = False  # applied here only: the admin listener was not reached
+        return web.json_response(answer)
+
+    async def _purge_via_admin(self, key: str, soft: bool, wait: bool
+                               ) -> web.Response | None:
+        host, _, port = self.config.server.admin_listen.rpartition(":")
+        host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "[::]": "[::1]"}.get(host, host)
+        timeout = aiohttp.ClientTimeout(total=self.config.cluster.wait_timeout_seconds + 5.0)
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as http, http.post(
+                    f"http://{host}:{port}/purge", json={"url": key, "soft": soft, "wait": wait},
+                    headers={"Authorization": f"Bearer {self.config.admin.token}"}) as answer:
+                body = await answer.read()
+                return web.Response(status=answer.status, body=body,
+                                    content_type="application/json")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("PURGE %s: admin listener not reached (%s): applying it here only",
+                        key, exc.__class__.__name__)
+            return None
 
     def _target(self, request: web.BaseRequest, strip: frozenset[str] = frozenset()
                 ) -> cachekey.Target:
@@ -290,14 +321,23 @@ class Proxy:
             self._vary_known.put(url_key, names)
         if not names:
             return target
-        return dataclasses.replace(target, variant=vary.variant(names, request.headers.items()))
+        return dataclasses.replace(target, variant=vary.variant(names, self._vary_fields(request)))
+
+    def _vary_fields(self, request: web.BaseRequest) -> Headers:
+        """The request fields a variant is selected by: as the origin sees them on a fill,
+        so the callout's session fields (never sent on fills) count as absent: a session
+        secret never enters a cache key, and sessions share the one anonymous variant."""
+        items = request.headers.items()
+        if self.callout is None:
+            return items
+        return [(k, v) for k, v in items if k.lower() not in self._fill_strip]
 
     def _fill_matches(self, fill: FillView, request: web.BaseRequest) -> bool:
         """May this request be answered from `fill`? Not if the fill's response varies on a
         field whose value in this request differs."""
         if not fill.vary_names:
             return True
-        return vary.variant(fill.vary_names, request.headers.items()) == fill.variant
+        return vary.variant(fill.vary_names, self._vary_fields(request)) == fill.variant
 
     def _facts(self, key: str, meta: StoredResponse) -> decide.Facts:
         path = key.split("?", 1)[0]
@@ -337,14 +377,13 @@ class Proxy:
         headers = self._forward_headers(request, for_fill=True) + _conditionals(cached.meta)
         self._refreshing.add(target.key)
         task = asyncio.create_task(self._background_refresh(
-            target, headers, _request_headers(request), cached.meta, cached.filename, claim))
+            target, headers, cached.meta, cached.filename, claim))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _background_refresh(
-        self, target: cachekey.Target, headers: list[tuple[str, str]],
-        client_headers: list[tuple[str, str]], stale: StoredResponse, filename: str,
-        claim: Claim,
+        self, target: cachekey.Target, headers: list[tuple[str, str]], stale: StoredResponse,
+        filename: str, claim: Claim,
     ) -> None:
         key = target.key
         fill: Fill | None = None
@@ -357,7 +396,7 @@ class Proxy:
                 meta = StoredResponse(stale.status, _merge_304(stale.headers, origin.headers),
                                       request_time, response_time, stale.body_size)
                 await self._store_call("refresh", self._refresh, key, filename, meta)
-            elif decide.storable("GET", origin.status, client_headers, origin.headers,
+            elif decide.storable("GET", origin.status, headers, origin.headers,
                                  response_time, self._lifetime_rule(target.path)) and (
                     decide.vary_names(origin.headers) == fill_names(target)
             ) and self.store is not None:
@@ -400,10 +439,10 @@ class Proxy:
             fields = self.callout.credentials(request.headers.items())
             if fields:
                 self._forget_answers_after_purge()
-                outcome = await self.callout.check(fields, target.url_key, request.method,
-                                                   request.remote)
+                outcome = await self.callout.check(fields, target.url_key, request.method)
                 if outcome is session.Outcome.ALLOW:
                     request[GRANTED_KEY] = True
+                    request[SESSION_GRANTED_KEY] = True
                     return
                 if outcome is session.Outcome.DENY:
                     self.metrics.auth_denied.labels("session_denied").inc()
@@ -417,17 +456,24 @@ class Proxy:
 
     def _forget_answers_after_purge(self) -> None:
         """A purge (from any worker or node) may carry an access change: drop remembered
-        callout answers whenever the shared ban table has moved since we last looked."""
+        callout answers when the shared ban table has moved since we last looked. At most
+        once a second (any client's successful PUT or DELETE also moves it, and must not be
+        a way to keep every answer forgotten); a later move is picked up on the next call."""
         if self.store is None or self.callout is None:
             return
         try:
             index = self.store.bans()
         except StoreError:
             return
-        if index is not self._bans_seen:
-            if self._bans_seen is not None:
-                self.callout.forget()
-            self._bans_seen = index
+        if index is self._bans_seen:
+            return
+        now = time.monotonic()
+        if self._bans_seen is not None:
+            if now - self._forgotten_at < 1.0:
+                return
+            self.callout.forget()
+            self._forgotten_at = now
+        self._bans_seen = index
 
     def _verify(self, request: web.BaseRequest, target: cachekey.Target) -> tokens.Verdict:
         raw_query = request.raw_path.partition("?")[2].partition("#")[0]
@@ -470,7 +516,8 @@ class Proxy:
         await self._authorize(request, entry.meta.headers)
         request[STATUS_KEY] = CacheStatus.HIT
         headers = request.headers
-        if request.method == "GET" and not any(name in headers for name in _PLAN_FIELDS):
+        if request.method == "GET" and not any(name in headers for name in _PLAN_FIELDS) and (
+                SESSION_GRANTED_KEY not in request):
             # The common case: a plain GET of a fresh object. Headers were built once.
             request[deliver.BYTES_KEY] = len(entry.body)
             if entry.wire_head is not None and request.version == HttpVersion11 and (
@@ -483,7 +530,7 @@ class Proxy:
             return response
         plan = respond.plan(request.method, headers.items(), entry.meta.status,
                             entry.meta.headers, len(entry.body), age)
-        fields = deliver.build_headers(plan.headers, CacheStatus.HIT, self.via, self.hidden)
+        fields = self._client_headers(request, plan.headers, CacheStatus.HIT)
         if not plan.send_body:
             if plan.content_length is not None and plan.status not in (304,):
                 fields["Content-Length"] = str(plan.content_length)
@@ -492,6 +539,15 @@ class Proxy:
         body = entry.body[plan.offset:plan.offset + length]
         request[deliver.BYTES_KEY] = len(body)
         return web.Response(status=plan.status, headers=fields, body=body)
+
+    def _client_headers(self, request: web.BaseRequest, fields: Sequence[tuple[str, str]],
+                        status: CacheStatus) -> CIMultiDict[str]:
+        headers = deliver.build_headers(fields, status, self.via, self.hidden)
+        if SESSION_GRANTED_KEY in request:
+            value = session.private_cache_control(headers.getall("Cache-Control", []))
+            headers.popall("Cache-Control", None)
+            headers["Cache-Control"] = value
+        return headers
 
     def _forget(self, key: str) -> None:
         if self.front is not None:
@@ -532,7 +588,7 @@ class Proxy:
         request[STATUS_KEY] = status
         plan = respond.plan(request.method, _request_headers(request), cached.meta.status,
                             cached.meta.headers, cached.size, age)
-        headers = deliver.build_headers(plan.headers, status, self.via, self.hidden)
+        headers = self._client_headers(request, plan.headers, status)
         with self._streaming(request, cached.key, cached.meta):
             return await deliver.send_file(request, plan, cached.file, headers)
 
@@ -647,6 +703,7 @@ class Proxy:
             decision = decide.on_request_facts(self._facts(key, current.meta),
                                                _request_headers(request), self.clock())
             if replaced and isinstance(decision, decide.Serve):
+                _hand_over(claim, future)
                 try:
                     return await self._serve_stored(request, current, decision.age_seconds,
                                                     CacheStatus.HIT)
@@ -661,11 +718,13 @@ class Proxy:
             origin = await self._origin_request("GET", target, headers)
         except OriginError:
             if cached is not None and self._usable_on_error(request, key, cached):
+                _hand_over(claim, future)
                 return await self._serve_stale_on_error(request, cached)
             raise
         if origin.status >= 500 and cached is not None and self._usable_on_error(
                 request, key, cached):
             origin.release()
+            _hand_over(claim, future)
             return await self._serve_stale_on_error(request, cached)
         if origin.status == 304 and cached is not None:
             origin.release()
@@ -677,7 +736,7 @@ class Proxy:
                 body_size=cached.size,
             )
             await self._store_call("refresh", self._refresh, key, cached.filename, meta)
-            claim.release()
+            _hand_over(claim, future)
             cached.meta = meta
             age = current_age(meta, self.clock())
             return await self._serve_stored(request, cached, age, CacheStatus.REVALIDATED)
@@ -782,8 +841,9 @@ class Proxy:
         """A full origin response is in: store it while serving it, or relay it."""
         response_time = self.clock()
         fill: Fill | None = None
-        storable = decide.storable(
-            "GET", origin.status, _request_headers(request), origin.headers, response_time,
+        storable = decide.storable(  # judged on what the origin was sent (RFC 9111 §3.5)
+            "GET", origin.status, self._forward_headers(request, for_fill=True), origin.headers,
+            response_time,
             self._lifetime_rule(target.path),
         )
         if storable:
@@ -792,7 +852,7 @@ class Proxy:
             names = decide.vary_names(origin.headers)
             # Stored under its own variant's key (RFC 9111 §4.1), side by side with others.
             stored_target = dataclasses.replace(
-                target, variant=vary.variant(names, request.headers.items()) if names else "")
+                target, variant=vary.variant(names, self._vary_fields(request)) if names else "")
             try:
                 fill = self._open_fill(claim, stored_target, meta, origin.content_length)
             except (StoreError, OSError) as exc:
@@ -824,13 +884,20 @@ class Proxy:
     async def _serve_fill(
         self, request: web.BaseRequest, fill: FillView, status: CacheStatus
     ) -> web.StreamResponse:
-        await self._authorize(request, fill.meta.headers)
+        # Counted as a reader while the callout may be asked, so the fill is not abandoned
+        # as "every client left" while its only client waits for its answer.
+        held = fill.open_reader() if isinstance(fill, Fill) else None
+        try:
+            await self._authorize(request, fill.meta.headers)
+        finally:
+            if held is not None:
+                fill.release_reader(held)
         request[STATUS_KEY] = status
         # Age only on answers from the cache (RFC 9111 §5.1), i.e. for those joining a fill.
         age = current_age(fill.meta, self.clock()) if status is CacheStatus.HIT else None
         plan = respond.plan(request.method, _request_headers(request), fill.meta.status,
                             fill.meta.headers, fill.expected, age)
-        headers = deliver.build_headers(plan.headers, status, self.via, self.hidden)
+        headers = self._client_headers(request, plan.headers, status)
         with self._streaming(request, fill.key, fill.meta):
             return await deliver.send_fill(request, plan, fill, headers)
 
@@ -940,7 +1007,7 @@ class Proxy:
             send_body=not head,
             content_length=origin.content_length,
         )
-        headers = deliver.build_headers(plan.headers, status, self.via, self.hidden)
+        headers = self._client_headers(request, plan.headers, status)
         return await deliver.relay(request, plan, origin, headers)
 
     async def _store_call(self, operation: str, fn: Callable[..., object], *args: object,
@@ -1057,6 +1124,14 @@ def fill_names(target: cachekey.Target) -> tuple[str, ...]:
     return tuple(part.split("=", 1)[0].rstrip("!") for part in target.variant.split("\x1e"))
 
 
+
+
+def _hand_over(claim: Claim, future: asyncio.Future[Fill | None]) -> None:
+    """The claimant is about to serve something that is not a fill (a stored entry, a
+    refreshed one, a stale one): let others go before its body, which may take hours."""
+    claim.release()
+    if not future.done():
+        future.set_result(None)
 
 
 def fill_owns(claim: Claim, fill: Fill | None) -> bool:

@@ -61,8 +61,8 @@ def session_id(fields: tuple[tuple[str, str], ...]) -> str:
     """A digest naming the session: what is remembered is keyed by it, never by the secret."""
     digest = hashlib.sha256()
     for name, value in fields:
-        digest.update(name.lower().encode("latin-1", "replace") + b"\0")
-        digest.update(value.encode("latin-1", "replace") + b"\0")
+        digest.update(name.lower().encode("utf-8", "surrogateescape") + b"\0")
+        digest.update(value.encode("utf-8", "surrogateescape") + b"\0")
     return digest.hexdigest()
 
 
@@ -72,3 +72,20 @@ def interpret(status: int) -> Outcome:
     if status in (401, 403):
         return Outcome.DENY
     return Outcome.FAILED
+
+
+_SHARED_ONLY = frozenset({"public", "s-maxage", "proxy-revalidate"})
+
+
+def private_cache_control(values: Iterable[str]) -> str:
+    """Cache-Control for an answer granted by session: `private` added and what addresses
+    shared caches removed, so a CDN in front never serves it to other users (the URL is the
+    same for everyone, unlike a signed URL's)."""
+    kept = ["private"]
+    for value in values:
+        for directive in value.split(","):
+            directive = directive.strip()
+            name = directive.partition("=")[0].strip().lower()
+            if directive and name not in _SHARED_ONLY and name != "private":
+                kept.append(directive)
+    return ", ".join(kept)

@@ -5,9 +5,12 @@ outage degrades to local purges that are published when Redis is back."""
 from __future__ import annotations
 
 import functools
+import json
+import urllib.request
 from pathlib import Path
 
 from tests.cluster.conftest import (
+    ADMIN_TOKEN,
     RedisServer,
     applied,
     cluster_status,
@@ -61,6 +64,17 @@ def test_prefix_purge_with_wait_reaches_every_node(tmp_path: Path, origin_proces
             assert x_cache(node, "/c/p/a.bin") == "MISS"
             assert x_cache(node, "/c/p/b.bin") == "MISS"
             assert x_cache(node, "/c/keep.bin") == "HIT"
+        # The PURGE method on node-c's public port (a worker there) goes through its admin
+        # listener, so it reaches the cluster as POST /purge does.
+        request = urllib.request.Request(
+            nodes[2].url + "/c/keep.bin", method="PURGE",
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "X-Purge-Wait": "true"})
+        with urllib.request.urlopen(request, timeout=30) as r:
+            answer = json.loads(r.read())
+        assert answer["kind"] == "exact" and answer["value"] == "/c/keep.bin"
+        assert applied(answer) == dict.fromkeys(NAMES, True)
+        for node in nodes:
+            assert x_cache(node, "/c/keep.bin") == "MISS"
     finally:
         stop_all(nodes)
 

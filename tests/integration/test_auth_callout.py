@@ -8,6 +8,8 @@ import os
 from typing import Any
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from tests.conftest import ADMIN_TOKEN, Clock, Origin, ProxyFactory, free_port
 from tests.integration.test_access_control import AUTH, signed
@@ -141,3 +143,155 @@ async def test_failing_and_slow_endpoints_fail_closed_then_recover(
     assert r.status == 503
     r = await proxy.get("/members/talk.mp4", headers=cookie("alice"))
     assert r.status == 200 and await r.read() == BODY
+
+
+# -- found in review: each of these failed before its fix --------------------------------------
+
+async def endpoint(handler: Any) -> TestServer:
+    app = web.Application()
+    app.router.add_get("/auth", handler)
+    server = TestServer(app, host="127.0.0.1", port=free_port())
+    await server.start_server()
+    return server
+
+
+# 1. The remembered answer ignores X-Original-Method (and X-Forwarded-For), which the
+#    endpoint is sent and may judge on: a HEAD allow is reused for a GET.
+async def test_head_allow_is_not_reused_for_get(origin: Origin, make_proxy: ProxyFactory
+                                                ) -> None:
+    await origin.publish("/members/talk.mp4", BODY, X_Media_Access="protected")
+
+    async def head_only(request: web.Request) -> web.Response:
+        return web.Response(status=204 if request.headers["X-Original-Method"] == "HEAD"
+                            else 403)
+
+    server = await endpoint(head_only)
+    try:
+        proxy = await make_proxy(auth={**CALLOUT, "callout_url": str(server.make_url("/auth"))})
+        r = await proxy.head("/members/talk.mp4", headers={"Cookie": "session=alice"})
+        assert r.status == 200
+        r = await proxy.get("/members/talk.mp4", headers={"Cookie": "session=alice"})
+        assert r.status == 403, "GET served on the strength of a HEAD-only allow"
+    finally:
+        await server.close()
+
+
+# 2. A purge does not clear an answer that was in flight when the purge happened: it is
+#    stored after forget() and then served for callout_allow_seconds.
+async def test_answer_in_flight_during_a_purge_is_not_remembered(
+        origin: Origin, make_proxy: ProxyFactory) -> None:
+    await origin.publish("/members/talk.mp4", BODY, X_Media_Access="protected")
+    granted = {"alice": True}
+
+    async def slow(request: web.Request) -> web.Response:
+        allowed = granted["alice"]  # decided on arrival, answered late
+        await asyncio.sleep(0.5)
+        return web.Response(status=204 if allowed else 403)
+
+    server = await endpoint(slow)
+    try:
+        proxy = await make_proxy(auth={**CALLOUT, "callout_url": str(server.make_url("/auth"))})
+        alice = {"Cookie": "session=alice"}
+        first = asyncio.ensure_future(proxy.get("/members/talk.mp4", headers=alice))
+        await asyncio.sleep(0.1)
+        granted["alice"] = False  # revoked at the site...
+        r = await proxy.request("PURGE", "/members/talk.mp4",
+                                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        assert r.status == 200  # ...and purged, which README says clears remembered answers
+        # another session's request after the purge runs _forget_answers_after_purge
+        await proxy.get("/members/talk.mp4", headers={"Cookie": "session=bob"})
+        assert (await first).status == 200  # fine: asked before the revocation
+        r = await proxy.get("/members/talk.mp4", headers=alice)
+        assert r.status == 403, "pre-purge allow remembered after the purge"
+    finally:
+        await server.close()
+
+
+# 4. README: "cache fills carry no Cookie or Authorization, so one cached copy serves every
+#    allowed session". But storable() is judged on the client's headers, so a miss by an
+#    Authorization (Bearer) session is not stored and the key becomes hit-for-pass.
+async def test_bearer_session_fill_is_shared(origin: Origin, make_proxy: ProxyFactory,
+                                             clock: Clock) -> None:
+    await origin.publish("/members/talk.mp4", BODY, X_Media_Access="protected")
+    for s in ("alice", "carol"):
+        assert await origin.admin("PUT", f"/_origin/sessions/{s}",
+                                  {"prefixes": ["/members/"]}) == 200
+    proxy = await make_proxy(clock=clock, auth=CALLOUT)
+    r = await proxy.get("/members/talk.mp4", headers={"Authorization": "Bearer carol"})
+    assert r.status == 200 and await r.read() == BODY
+    await settled(proxy)
+    r = await proxy.get("/members/talk.mp4", headers={"Cookie": "session=alice"})
+    assert r.status == 200 and await r.read() == BODY
+    assert r.headers["X-Cache"] == "HIT", r.headers["X-Cache"]
+    assert origin.count("/members/talk.mp4") == 1
+
+
+
+# 6. With `Vary: Cookie` (or Authorization) on a protected object, the fill carries no Cookie,
+#    yet the entry is keyed by the client's Cookie: the session secret is written to disk in
+#    the cache index/claim files, and every session gets its own copy.
+async def test_session_secret_not_written_to_the_cache(tmp_path: Any, make_proxy: ProxyFactory
+                                                       ) -> None:
+    seen: list[str | None] = []
+
+    async def media(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Cookie"))
+        return web.Response(body=BODY, headers={"Cache-Control": "max-age=60", "Vary": "Cookie",
+                                                "X-Media-Access": "protected", "ETag": '"1"'})
+
+    async def allow(request: web.Request) -> web.Response:
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_get("/auth", allow)
+    app.router.add_get("/members/{x}", media)
+    server = TestServer(app, host="127.0.0.1", port=free_port())
+    await server.start_server()
+    try:
+        proxy = await make_proxy(origin={"url": str(server.make_url(""))},
+                                 auth={**CALLOUT, "callout_url": "/auth"})
+        secret = "S3cr3tS3ssion0123456789"
+        r = await proxy.get("/members/a.mp4", headers={"Cookie": f"session={secret}"})
+        assert r.status == 200 and await r.read() == BODY
+        await settled(proxy)
+        assert seen == [None]  # the fill carried no cookie...
+        leaked = [p for p in tmp_path.rglob("*") if p.is_file()
+                  and secret.encode() in p.read_bytes()]
+        assert leaked == [], leaked  # ...but the secret is in the cache directory
+    finally:
+        await server.close()
+
+
+# 7. A session-authorised answer leaves mediaproxy with the origin's shared-cacheable
+#    Cache-Control (README: "As a CDN origin ... the origin's Cache-Control flow[s] through"),
+#    on a URL that is the same for every user: a CDN in front serves it to anyone.
+async def test_session_granted_answer_is_not_shared_cacheable(origin: Origin, make_proxy:
+                                                              ProxyFactory) -> None:
+    await origin.publish("/members/talk.mp4", BODY, X_Media_Access="protected")
+    assert await origin.admin("PUT", "/_origin/sessions/alice",
+                              {"prefixes": ["/members/"]}) == 200
+    proxy = await make_proxy(auth=CALLOUT)
+    r = await proxy.get("/members/talk.mp4", headers={"Cookie": "session=alice"})
+    assert r.status == 200
+    cc = r.headers.get("Cache-Control", "")
+    assert "private" in cc or "no-store" in cc, cc
+
+
+# 8. _serve_fill awaits the callout before it attaches as a reader of the fill it started:
+#    with a callout slower than 0.5 s, _run_fill sees readers == 0 and abandons a large fill
+#    ("every client left"); the allowed client then retries from scratch (second origin fetch).
+#    A small fill instead completes meanwhile -> FillClosed -> re-lookup -> the filling request
+#    is labelled HIT (why test_allowed_session_gets_the_object_from_one_shared_cache_entry
+#    is flaky).
+async def test_slow_callout_does_not_abandon_the_fill_it_waits_for(
+        origin: Origin, make_proxy: ProxyFactory) -> None:
+    big = os.urandom(4_000_000)
+    await origin.publish("/members/big.mp4", big, X_Media_Access="protected")
+    assert await origin.admin("PUT", "/_origin/sessions/alice",
+                              {"prefixes": ["/members/"]}) == 200
+    await origin.fault(path_prefix="/members/", rate_bytes_per_second=2_000_000)
+    await origin.fault(path_prefix="/_origin/auth", delay_seconds=1.0)
+    proxy = await make_proxy(auth=CALLOUT, cache={"fill_abandon_bytes": 1_000_000})
+    r = await proxy.get("/members/big.mp4", headers={"Cookie": "session=alice"})
+    assert r.status == 200 and await r.read() == big
+    assert origin.count("/members/big.mp4") == 1, origin.count("/members/big.mp4")

@@ -88,3 +88,30 @@ async def test_configured_lifetime_rules(origin: Origin, make_proxy: ProxyFactor
     clock.offset += 600
     assert (await proxy.get("/static/a.css")).headers["X-Cache"] == "HIT"
     assert (await proxy.get("/other/a.css")).headers["X-Cache"] == "REVALIDATED"
+
+
+async def test_a_slow_revalidating_client_does_not_hold_up_the_others(
+    origin: Origin, make_proxy: ProxyFactory, clock: Clock
+) -> None:
+    """The request that revalidated (304) serves the refreshed entry itself; others for the
+    key must not wait until that body has reached its (slow) client."""
+    big = os.urandom(48 * 1024 * 1024)
+    await origin.publish("/s/big.mp4", big, X_Media_Cache_Control="max-age=60")
+    proxy = await make_proxy(clock=clock)
+    await (await proxy.get("/s/big.mp4")).read()
+    await settled(proxy)
+    clock.offset += 120
+    await origin.fault(path_prefix="/s/big.mp4", delay_seconds=1.0, count=1)
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    try:
+        writer.write(b"GET /s/big.mp4 HTTP/1.1\r\nHost: x\r\n\r\n")
+        await asyncio.sleep(0.3)  # the revalidation is on its way: the next request waits
+        second = asyncio.ensure_future(proxy.get("/s/big.mp4"))
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert b"X-Cache: REVALIDATED" in head  # and now it reads nothing more for a while
+        r = await asyncio.wait_for(second, 20)
+        assert r.headers["X-Cache"] == "HIT"
+        assert await asyncio.wait_for(r.read(), 20) == big
+    finally:
+        writer.close()
+    assert origin.count("/s/big.mp4") == 2

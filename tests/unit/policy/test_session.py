@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.policy.session import Outcome, cookie_value, credentials, interpret, session_id
+from proxy.policy.session import (
+    Outcome,
+    cookie_value,
+    credentials,
+    interpret,
+    private_cache_control,
+    session_id,
+)
 
 FORWARD = ("Cookie", "Authorization")
 
@@ -66,3 +73,22 @@ def test_session_id_separates_sessions_and_hides_the_secret() -> None:
 )
 def test_statuses_follow_auth_request(status: int, outcome: Outcome) -> None:
     assert interpret(status) is outcome
+
+
+def test_session_id_is_injective_on_values() -> None:
+    assert session_id((("Cookie", "session=a\u20ac"),)) != session_id(
+        (("Cookie", "session=a?"),))
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (["public, max-age=60"], "private, max-age=60"),
+        (["max-age=60, s-maxage=600", "proxy-revalidate"], "private, max-age=60"),
+        ([], "private"),
+        (["private, no-cache"], "private, no-cache"),
+        (["S-MAXAGE=5, immutable"], "private, immutable"),
+    ],
+)
+def test_private_cache_control(values: list[str], expected: str) -> None:
+    assert private_cache_control(values) == expected
