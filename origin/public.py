@@ -41,12 +41,22 @@ def representation_headers(revision: Revision, default_cache_control: str) -> CI
     )
 
 
-async def serve_media(request: web.Request) -> web.StreamResponse:
+async def injected(request: web.Request) -> tuple[Fault | None, web.Response | None]:
+    """The fault matching this path, once its delay has passed, and the answer to send
+    instead of the real one when it injects a status."""
     fault = request.app[FAULTS_KEY].match(request.path)
     if fault is not None and fault.delay_seconds:
         await asyncio.sleep(fault.delay_seconds)
     if fault is not None and fault.status is not None:
-        return web.Response(status=fault.status, text=f"injected fault: status {fault.status}\n")
+        return fault, web.Response(status=fault.status,
+                                   text=f"injected fault: status {fault.status}\n")
+    return fault, None
+
+
+async def serve_media(request: web.Request) -> web.StreamResponse:
+    fault, instead = await injected(request)
+    if instead is not None:
+        return instead
     library = request.app[LIBRARY_KEY]
     revision = await library.pin_current(request.path)
     if revision is None:

@@ -9,14 +9,14 @@ Faults under `/_origin/auth` apply here too (delay, status), so tests can make i
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 
 from aiohttp import web
 
 from origin.admin import admin_only, error
-from origin.keys import FAULTS_KEY, SESSIONS_KEY
+from origin.keys import SESSIONS_KEY
+from origin.public import injected
 
 SESSION_COOKIE = "session"
 _SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
@@ -30,11 +30,9 @@ def _session_of(request: web.Request) -> str | None:
 
 
 async def auth_check(request: web.Request) -> web.StreamResponse:
-    fault = request.app[FAULTS_KEY].match(request.path)
-    if fault is not None and fault.delay_seconds:
-        await asyncio.sleep(fault.delay_seconds)
-    if fault is not None and fault.status is not None:
-        return web.Response(status=fault.status, text=f"injected fault: status {fault.status}\n")
+    _fault, instead = await injected(request)
+    if instead is not None:
+        return instead
     uri = request.headers.get("X-Original-URI", "")
     if not uri.startswith("/"):
         return error(400, "X-Original-URI must carry the requested path")
