@@ -23,9 +23,15 @@ from .procs import install_cleanup, kill_strays, stop_all
 from .proctree import RssSampler, tree_cpu_seconds
 from .purge import (
     NOT_AVAILABLE,
-    fill_entries,
+    Entries,
+    admin_stats,
+    check_cache_status,
+    entry_path,
+    load_entries,
     purge_api_unavailable,
     purge_round,
+    wait_start_up_scan,
+    wait_sweep_done,
 )
 from .report import Results, build_metrics, render_report
 from .servers import HOST, SERVER_CLASSES, CacheServer, Mediaproxy, Origin
@@ -153,71 +159,102 @@ def run_server_round(
         server.stop()
 
 
+def _start_loaded(mediaproxy: Mediaproxy, corpus: Corpus, results: Results) -> None:
+    """Start mediaproxy on its loaded cache, warm the hit object, wait out its start-up scan."""
+    started = time.monotonic()
+    mediaproxy.start(keep_cache=True)
+    for warning in warm_and_verify(HOST, mediaproxy.port, corpus.small):
+        results.warnings.append(f"mediaproxy (purge test): {warning}")
+    wait_start_up_scan(mediaproxy.cache_dir, started)
+
+
 def run_purge_test(
-    mediaproxy: Mediaproxy, corpus: Corpus, settings: Settings, results: Results
+    mediaproxy: Mediaproxy, corpus: Corpus, origin: Origin, settings: Settings, results: Results
 ) -> None:
-    """Purge under load (mediaproxy only); appends its own section to the report."""
+    """Purge under load (mediaproxy only); appends its own section to the report.
+
+    The entries are bulk-loaded while mediaproxy is stopped (bench/bulkload.py) and checked
+    offline and through HTTP; before each further round mediaproxy is stopped, the purged
+    prefix is loaded again and mediaproxy restarted on the same cache."""
     title = "## Purge under load (mediaproxy only)"
-    mediaproxy.start()
+    total, prefix_end = settings.purge_entries, settings.purge_prefix_entries
+    hit_path = corpus.small[0].path
     try:
-        unavailable = purge_api_unavailable(mediaproxy.admin_port, settings.admin_token)
+        if not 0 < prefix_end < total:
+            raise BenchError("BENCH_PURGE_PREFIX_ENTRIES must be below BENCH_PURGE_ENTRIES")
+        mediaproxy.start()  # empty: is there a purge API at all, before loading for minutes?
+        try:
+            unavailable = purge_api_unavailable(mediaproxy.admin_port, settings.admin_token)
+        finally:
+            mediaproxy.stop()
         if unavailable is not None:
             print(f"purge under load: {unavailable}")
             results.extra_sections += [title, "", unavailable, ""]
             return
-        for warning in warm_and_verify(HOST, mediaproxy.port, corpus.small):
-            results.warnings.append(f"mediaproxy (purge test): {warning}")
-        total, prefix_end = settings.purge_entries, settings.purge_prefix_entries
-        fill_rate = fill_entries(
-            mediaproxy.port,
-            0,
-            total,
-            prefix_end,
-            corpus.small[0],
-            conns=settings.small_conns,
-            threads=settings.wrk_threads,
-        )
-        rows = [
-            f"{total:,} entries filled ({fill_rate:,.0f} req/s), purge of prefix `/p/` "
-            f"({prefix_end:,} entries) while {settings.small_conns} connections hit "
-            f"{corpus.small[0].path}.",
-            "",
-            "| Round | purge status | purge call (ms) | hit p99 before (ms) | hit p99 during (ms) "
-            "| req/s before | req/s during |",
-            "|---|---|---:|---:|---:|---:|---:|",
-        ]
-        medians: list[tuple[float, float, float]] = []
+        entries = Entries.from_origin(origin.url, total, prefix_end)
+        load = load_entries(mediaproxy.fresh_cache(), entries, 0, total, total)
+        purged = entry_path(min(5, prefix_end - 1), prefix_end)
+        kept = entry_path(total - 1, prefix_end)
+        reloads: list[float] = []
+        rows: list[str] = []
+        medians: list[tuple[float, float, float, float]] = []
         for rnd in range(1, settings.rounds + 1):
             if rnd > 1:
-                fill_entries(
-                    mediaproxy.port,
-                    0,
-                    prefix_end,
-                    prefix_end,
-                    corpus.small[0],
-                    conns=settings.small_conns,
-                    threads=settings.wrk_threads,
+                mediaproxy.stop()
+                # Expected: every entry again, plus the warmed corpus objects.
+                reload = load_entries(
+                    mediaproxy.cache_dir, entries, 0, prefix_end, total + len(corpus.small)
                 )
+                reloads.append(reload.seconds)
+            _start_loaded(mediaproxy, corpus, results)
+            stats = admin_stats(mediaproxy.admin_port)
+            log.info("mediaproxy /stats: %d entries, %d bytes", stats["entries"], stats["bytes"])
+            check_cache_status(mediaproxy.port, origin, entries, {purged: "HIT", kept: "HIT"})
             pr = purge_round(
                 mediaproxy.port,
                 mediaproxy.admin_port,
                 settings.admin_token,
-                corpus.small[0].path,
+                hit_path,
                 settings.duration,
                 settings.small_conns,
                 settings.wrk_threads,
             )
+            check_cache_status(mediaproxy.port, origin, entries, {purged: "MISS", kept: "HIT"})
+            wait_sweep_done(mediaproxy.admin_port)
+            sweep = time.monotonic() - pr.sent
+            log.info("purge sweep of %s done (ban retired) %.1f s after the call", purged, sweep)
             rows.append(
                 f"| {rnd} | {pr.call.status} | {pr.call.seconds * 1e3:,.1f} | "
                 f"{pr.before.p99_ms:.2f} | {pr.during.p99_ms:.2f} | {pr.before.rps:,.0f} | "
-                f"{pr.during.rps:,.0f} |"
+                f"{pr.during.rps:,.0f} | {sweep:.1f} |"
             )
-            medians.append((pr.call.seconds * 1e3, pr.before.p99_ms, pr.during.p99_ms))
+            medians.append((pr.call.seconds * 1e3, pr.before.p99_ms, pr.during.p99_ms, sweep))
         if len(medians) > 1:
             columns = zip(*medians, strict=True)
-            call_ms, before_ms, during_ms = (statistics.median(col) for col in columns)
-            rows.append(f"| median | | {call_ms:,.1f} | {before_ms:.2f} | {during_ms:.2f} | | |")
-        results.extra_sections += [title, "", *rows, ""]
+            call_ms, before_ms, during_ms, sweep_s = (statistics.median(col) for col in columns)
+            rows.append(
+                f"| median | | {call_ms:,.1f} | {before_ms:.2f} | {during_ms:.2f} | | | "
+                f"{sweep_s:.1f} |"
+            )
+        reloaded = (
+            f" Before rounds 2+ mediaproxy is stopped and the {prefix_end:,} `/p/` entries are "
+            f"loaded again the same way ({statistics.median(reloads):.1f} s)."
+            if reloads
+            else ""
+        )
+        head = [
+            f"{total:,} entries bulk-loaded offline, with mediaproxy stopped (bench/bulkload.py: "
+            f"rows, body and lock files as real fills leave them), in {load.seconds:.1f} s "
+            f"({load.rate:,.0f} entries/s); mediaproxy then starts on that cache and its "
+            f"start-up orphan scan is waited out.{reloaded} Purge of prefix `/p/` "
+            f"({prefix_end:,} entries) while {settings.small_conns} connections hit {hit_path}; "
+            "sweep done = from the purge call until the ban is swept and retired (`/stats`).",
+            "",
+            "| Round | purge status | purge call (ms) | hit p99 before (ms) | hit p99 during (ms) "
+            "| req/s before | req/s during | sweep done (s) |",
+            "|---|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        results.extra_sections += [title, "", *head, *rows, ""]
     except (BenchError, RuntimeError, OSError) as exc:
         log.error("purge test failed: %s", exc)
         results.extra_sections += [title, "", f"failed: {exc}", ""]
@@ -296,7 +333,7 @@ def main() -> int:
                     "",
                 ]
             else:
-                run_purge_test(mediaproxy, corpus, settings, results)
+                run_purge_test(mediaproxy, corpus, origin, settings, results)
         else:
             results.extra_sections += [
                 "## Purge under load (mediaproxy only)",

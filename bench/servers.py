@@ -322,11 +322,30 @@ sub vcl_deliver {{
 class Mediaproxy(CacheServer):
     name = "mediaproxy"
     setup_notes = "mediaproxy: workers = 2, disk cache in bench/work/mediaproxy-cache, 4 GiB max."
+    MAX_SIZE_BYTES = 4 << 30
 
     def __init__(self, origin: Origin, settings: Settings) -> None:
         super().__init__(origin, settings)
         self.admin_port = 0
         self.cache_dir = WORK_DIR / "mediaproxy-cache"
+        self._keep_cache = False
+
+    def fresh_cache(self) -> Path:
+        """Empty the cache directory (and the config/log directory) for `start(keep_cache=True)`
+        on a cache loaded meanwhile (bench/bulkload.py)."""
+        _fresh_dir(self.base)
+        return _fresh_dir(self.cache_dir)
+
+    def start(self, *, keep_cache: bool = False) -> None:
+        """keep_cache: start on the cache directory as it is, and append to the log."""
+        self._keep_cache = keep_cache
+        if not keep_cache:
+            super().start()
+            return
+        self.base.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self._proc = self._launch()
+        log.info("%s ready on port %d (pid %d), cache kept", self.name, self.port, self._proc.pid)
 
     def available(self) -> str | None:
         binary = self.settings.mediaproxy_bin
@@ -357,7 +376,7 @@ url = "{self.origin.url}"
 
 [cache]
 dir = "{self.cache_dir}"
-max_size_bytes = 4294967296
+max_size_bytes = {self.MAX_SIZE_BYTES}
 
 [log]
 access_log = false
@@ -381,7 +400,8 @@ access_log = false
 
     def _launch(self) -> ManagedProcess:
         self.admin_port = free_port()
-        _fresh_dir(self.cache_dir)
+        if not self._keep_cache:
+            _fresh_dir(self.cache_dir)
         conf = self.base / "mediaproxy.toml"
         conf.write_text(self.config())
         env = dict(os.environ)
