@@ -31,7 +31,6 @@ from .purge import (
     purge_api_unavailable,
     purge_round,
     wait_start_up_scan,
-    wait_sweep_done,
 )
 from .report import Results, build_metrics, render_report
 from .servers import HOST, SERVER_CLASSES, CacheServer, Mediaproxy, Origin
@@ -219,9 +218,8 @@ def run_purge_test(
                 settings.small_conns,
                 settings.wrk_threads,
             )
+            sweep = pr.sweep_seconds
             check_cache_status(mediaproxy.port, origin, entries, {purged: "MISS", kept: "HIT"})
-            wait_sweep_done(mediaproxy.admin_port)
-            sweep = time.monotonic() - pr.sent
             log.info("purge sweep of %s done (ban retired) %.1f s after the call", purged, sweep)
             rows.append(
                 f"| {rnd} | {pr.call.status} | {pr.call.seconds * 1e3:,.1f} | "

@@ -13,6 +13,7 @@ import http.client
 import json
 import logging
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -212,6 +213,9 @@ def _lock_held(path: Path) -> bool:
         os.close(fd)
 
 
+SWEEP_BUDGET_SECONDS = 900.0  # the "during" wrk run ends when the sweep does, or at this
+
+
 def wait_sweep_done(admin_port: int, timeout: float = 900.0) -> float:
     """Poll /stats until no ban is active (swept and retired); returns the seconds waited."""
     begin = time.monotonic()
@@ -229,6 +233,7 @@ def wait_sweep_done(admin_port: int, timeout: float = 900.0) -> float:
 class PurgeRound:
     call: PurgeCall
     sent: float  # time.monotonic() when the purge call was sent
+    sweep_seconds: float  # from the call until the ban was swept and retired
     before: WrkResult
     during: WrkResult
 
@@ -236,9 +241,12 @@ class PurgeRound:
 def purge_round(
     port: int, admin_port: int, token: str, hit_path: str, duration: float, conns: int, threads: int
 ) -> PurgeRound:
+    """wrk `duration` s before the purge; then wrk from just before the purge call until the
+    sweep is done (the ban retired) and at least `duration` s have passed, so "during" covers
+    the whole sweep (wrk prints its summary on SIGINT)."""
     url = f"http://{HOST}:{port}{hit_path}"
     before = run_wrk(url, conns, threads, duration)
-    cmd = wrk_command(url, conns, threads, duration)
+    cmd = wrk_command(url, conns, threads, SWEEP_BUDGET_SECONDS)
     out_path = WORK_DIR / "purge" / "during.out"
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with open(out_path, "w+") as out:
@@ -254,7 +262,13 @@ def purge_round(
                 call.seconds,
                 call.body[:200],
             )
-            proc.wait(timeout=duration + 60)
+            swept = float("nan")
+            if call.status is not None and call.status < 400:
+                wait_sweep_done(admin_port, timeout=SWEEP_BUDGET_SECONDS - 30)
+                swept = time.monotonic() - sent
+            time.sleep(max(0.0, sent + duration - time.monotonic()))
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=60)
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -263,4 +277,4 @@ def purge_round(
         during = parse_wrk(out.read())
     if call.status is None or call.status >= 400:
         raise BenchError(f"purge failed: status {call.status}: {call.body[:300]}")
-    return PurgeRound(call, sent, before, during)
+    return PurgeRound(call, sent, swept, before, during)
