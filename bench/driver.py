@@ -246,7 +246,8 @@ def run_purge_test(
             f"({load.rate:,.0f} entries/s); mediaproxy then starts on that cache and its "
             f"start-up orphan scan is waited out.{reloaded} Purge of prefix `/p/` "
             f"({prefix_end:,} entries) while {settings.small_conns} connections hit {hit_path}; "
-            "sweep done = from the purge call until the ban is swept and retired (`/stats`).",
+            "sweep done = from the purge call until the ban is swept and retired (`/stats`); "
+            "hits \"during\" run from just before the call until the sweep is done.",
             "",
             "| Round | purge status | purge call (ms) | hit p99 before (ms) | hit p99 during (ms) "
             "| req/s before | req/s during | sweep done (s) |",
