@@ -11,8 +11,8 @@ writes, while mediaproxy is stopped, what the same number of real fills leaves b
   own triggers keep Settings `count` and `size`;
 - a `MediaVary` row per URL with no names (`Store.commit` records the Vary of every fill);
   MediaTags rows of the key are dropped (the template carries no tags);
-- the body under a random diskcache name (`ab/cd/<28 hex>.val`, as `Disk.filename`), 0644;
-- the fill's claim lock file (`locks/<sha256[:2]>/<sha256>.lock`, empty): fills leave them.
+- the body under a random diskcache name (`ab/cd/<28 hex>.val`, as `Disk.filename`), 0644
+  (a fill's claim lock file is removed when the fill ends, so none is written).
 
 Each entry's metadata is an origin answer fetched once per URL prefix (`Template.fetch`, end
 to end fields only, as the proxy stores them) with Date, request and response time set to
@@ -46,7 +46,6 @@ from diskcache.core import MODE_BINARY
 
 from proxy.policy.freshness import StoredResponse
 from proxy.policy.headers import end_to_end
-from proxy.store.claims import LOCK_DIR, key_hash
 from proxy.store.index import Store, encode_meta
 
 log = logging.getLogger(__name__)
@@ -131,13 +130,10 @@ def _create(path: str, data: bytes, flags: int) -> None:
 
 
 def _write_files(job: Job) -> int:
-    """Worker: the body files (new names, never overwritten) and claim lock files of a job."""
+    """Worker: the body files (new names, never overwritten) of a job."""
     directory, entries = job
-    locks = os.path.join(directory, LOCK_DIR)
-    for filename, key, body in entries:
+    for filename, _key, body in entries:
         _create(os.path.join(directory, filename), body, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
-        h = key_hash(key)
-        _create(os.path.join(locks, h[:2], f"{h}.lock"), b"", os.O_RDWR | os.O_CREAT)
     return len(entries)
 
 

@@ -242,7 +242,7 @@ def run_purge_test(
         )
         head = [
             f"{total:,} entries bulk-loaded offline, with mediaproxy stopped (bench/bulkload.py: "
-            f"rows, body and lock files as real fills leave them), in {load.seconds:.1f} s "
+            f"rows and body files as real fills leave them), in {load.seconds:.1f} s "
             f"({load.rate:,.0f} entries/s); mediaproxy then starts on that cache and its "
             f"start-up orphan scan is waited out.{reloaded} Purge of prefix `/p/` "
             f"({prefix_end:,} entries) while {settings.small_conns} connections hit {hit_path}; "

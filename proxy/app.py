@@ -30,6 +30,8 @@ from proxy.store.index import ORPHAN_MIN_AGE_SECONDS, Store
 
 log = logging.getLogger(__name__)
 
+ORPHAN_SCAN_PERIOD_SECONDS = 12.0
+
 
 def error_response(exc: ProxyError) -> web.Response:
     if isinstance(exc, AuthError):
@@ -172,9 +174,21 @@ class PublicApp:
         def sweep() -> int:
             return store.sweep_bans(min_ban_age_seconds=cache.memory_ttl_seconds * 2 + 1.0)
 
+        scanned_at = time.monotonic()
+
+        def rolling_scan() -> int:
+            # A safety net behind the start-up pass (orphans come only from crashes): one
+            # directory per worker every ORPHAN_SCAN_PERIOD_SECONDS, a full pass in under an
+            # hour with two workers, instead of a steady CPU cost on a large cache.
+            nonlocal scanned_at
+            if time.monotonic() - scanned_at < ORPHAN_SCAN_PERIOD_SECONDS:
+                return 0
+            scanned_at = time.monotonic()
+            return store.scan_orphans(dirs=1)
+
         jobs = (("access_flush", store.flush_access_times), ("ban_sweep", sweep),
                 ("cull", store.cull), ("reap", store.reap),
-                ("tmp_sweep", store.claims.sweep), ("orphan_scan", store.scan_orphans))
+                ("tmp_sweep", store.claims.sweep), ("orphan_scan", rolling_scan))
         audited = 0.0
         while True:
             await asyncio.sleep(cache.eviction_interval_seconds)

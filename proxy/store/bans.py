@@ -18,6 +18,8 @@ from typing import Any
 
 from proxy.policy.bans import Ban, BanIndex, BanKind
 
+BLOCK_BYTES = 4096  # the allocation unit of common filesystems (ext4, xfs): bodies round up
+
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS MediaBans (id INTEGER PRIMARY KEY AUTOINCREMENT,"
     " kind TEXT NOT NULL, value TEXT NOT NULL, created REAL NOT NULL, soft INTEGER NOT NULL)",
@@ -31,6 +33,21 @@ SCHEMA = (
     "CREATE INDEX IF NOT EXISTS MediaFilename ON Cache (filename)",
     # URL key -> the request fields its responses vary on (the last response's Vary).
     "CREATE TABLE IF NOT EXISTS MediaVary (key TEXT PRIMARY KEY, names TEXT NOT NULL)",
+    # Disk use of the bodies in filesystem blocks (a 1 KiB body takes a 4 KiB block): kept by
+    # triggers, so the budget counts what the disk really gives, for any way a row changes.
+    "CREATE TABLE IF NOT EXISTS MediaUsage (id INTEGER PRIMARY KEY CHECK (id = 0),"
+    " blocks INTEGER NOT NULL)",
+    "INSERT OR IGNORE INTO MediaUsage (id, blocks) SELECT 0,"
+    f" COALESCE(SUM((size + {BLOCK_BYTES - 1}) / {BLOCK_BYTES}), 0) FROM Cache",
+    "CREATE TRIGGER IF NOT EXISTS MediaUsageInsert AFTER INSERT ON Cache BEGIN"
+    f" UPDATE MediaUsage SET blocks = blocks + (NEW.size + {BLOCK_BYTES - 1}) / {BLOCK_BYTES}"
+    " WHERE id = 0; END",
+    "CREATE TRIGGER IF NOT EXISTS MediaUsageDelete AFTER DELETE ON Cache BEGIN"
+    f" UPDATE MediaUsage SET blocks = blocks - (OLD.size + {BLOCK_BYTES - 1}) / {BLOCK_BYTES}"
+    " WHERE id = 0; END",
+    "CREATE TRIGGER IF NOT EXISTS MediaUsageUpdate AFTER UPDATE OF size ON Cache BEGIN"
+    f" UPDATE MediaUsage SET blocks = blocks + (NEW.size + {BLOCK_BYTES - 1}) / {BLOCK_BYTES}"
+    f" - (OLD.size + {BLOCK_BYTES - 1}) / {BLOCK_BYTES} WHERE id = 0; END",
 )
 
 # A process that crashed between committing a ban and signalling it is covered by this

@@ -82,6 +82,11 @@ class Claim:
 
     def release(self) -> None:
         if self._fd >= 0:
+            # Unlinked while still held, so lock files do not pile up (one per key ever
+            # filled). Safe: `_try_lock` only trusts a lock whose inode the path still names,
+            # and a prober that finds no file knows nobody holds it.
+            with contextlib.suppress(OSError):
+                os.unlink(self.paths.lock)
             os.close(self._fd)  # drops the flock
             self._fd = -1
 

@@ -526,15 +526,24 @@ class Store:
             raise StoreError(f"reap failed: {exc}") from exc
 
     def volume(self) -> int:
+        """Bytes on disk: the index's pages plus every body rounded up to whole blocks."""
         try:
-            return int(self.cache.volume())
-        except (OSError, sqlite3.Error) as exc:
+            with self._lock:
+                pages = self._reader.execute("PRAGMA page_count").fetchone()[0]
+                page_size = self._reader.execute("PRAGMA page_size").fetchone()[0]
+                blocks = self._reader.execute(
+                    "SELECT blocks FROM MediaUsage WHERE id = 0").fetchone()[0]
+            return int(pages) * int(page_size) + int(blocks) * bans.BLOCK_BYTES
+        except (OSError, sqlite3.Error, TypeError) as exc:
             raise StoreError(f"volume failed: {exc}") from exc
 
     def entry_count(self) -> int:
         try:
             with self._lock:
-                row = self._reader.execute("SELECT COUNT(*) FROM Cache").fetchone()
+                # diskcache's triggers keep this count: no scan of a million-row table per
+                # /metrics scrape.
+                row = self._reader.execute(
+                    "SELECT value FROM Settings WHERE key = 'count'").fetchone()
             return int(row[0])
         except sqlite3.Error as exc:
             raise StoreError(f"count failed: {exc}") from exc

@@ -76,3 +76,34 @@ def test_without_a_signal_file_every_lookup_queries(tmp_path: Path) -> None:
     assert len(reader.bans().all) == 1
     writer.close()
     reader.close()
+
+
+def _bodies(store: Store) -> int:
+    pages = store._reader.execute("PRAGMA page_count").fetchone()[0]
+    size = store._reader.execute("PRAGMA page_size").fetchone()[0]
+    return store.volume() - pages * size
+
+
+def test_volume_counts_bodies_in_whole_blocks(tmp_path: Path) -> None:
+    store = Store(tmp_path / "c", max_size_bytes=1 << 30)
+    for i in range(10):
+        put(store, f"/b/{i}")  # 4-byte bodies: one 4 KiB block each on disk
+    assert _bodies(store) == 10 * 4096
+    ban = store.add_ban(BanKind.PREFIX, "/b/", soft=False, now=time.time())
+    store.sweep_ban(ban)
+    assert _bodies(store) == 0
+    store.close()
+
+
+def test_block_usage_is_computed_for_a_cache_made_before_it_was_kept(tmp_path: Path) -> None:
+    store = Store(tmp_path / "c", max_size_bytes=1 << 30)
+    for i in range(3):
+        put(store, f"/old/{i}")
+    with store.cache.transact():
+        store.cache._sql("DROP TABLE MediaUsage")
+        for name in ("Insert", "Delete", "Update"):
+            store.cache._sql(f"DROP TRIGGER MediaUsage{name}")
+    store.close()
+    reopened = Store(tmp_path / "c", max_size_bytes=1 << 30)
+    assert _bodies(reopened) == 3 * 4096
+    reopened.close()
