@@ -321,8 +321,8 @@ sub vcl_deliver {{
 
 class Mediaproxy(CacheServer):
     name = "mediaproxy"
-    setup_notes = "mediaproxy: workers = 2, disk cache in bench/work/mediaproxy-cache, 4 GiB max."
-    MAX_SIZE_BYTES = 4 << 30
+    setup_notes = "mediaproxy: workers = 2, disk cache in bench/work/mediaproxy-cache, 16 GiB max."
+    MAX_SIZE_BYTES = 16 << 30  # the purge test's 1M small entries take ~4.6 GB (4 KiB blocks)
 
     def __init__(self, origin: Origin, settings: Settings) -> None:
         super().__init__(origin, settings)
