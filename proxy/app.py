@@ -47,6 +47,12 @@ def error_response(exc: ProxyError) -> web.Response:
     )
 
 
+def sweep_bans(store: Store, config: Config) -> int:
+    """Sweep purged entries; a ban retires once no worker's memory tier can still hold a copy
+    loaded before it."""
+    return store.sweep_bans(min_ban_age_seconds=config.cache.memory_ttl_seconds * 2 + 1.0)
+
+
 def open_store(config: Config) -> Store | None:
     try:
         store = Store(config.cache.dir, max_size_bytes=config.cache.max_size_bytes,
@@ -69,8 +75,12 @@ class PublicApp:
         *,
         registry: CollectorRegistry | None = None,
         clock: Callable[[], float] = time.time,
+        sweeps_bans: bool = True,
     ) -> None:
         self.config = config
+        # False in the workers of a supervisor, which sweeps purged entries itself, off the
+        # processes that serve (a 100,000-entry sweep would otherwise take their CPU).
+        self.sweeps_bans = sweeps_bans
         self.clock = clock
         self.metrics = Metrics(registry if registry is not None else CollectorRegistry())
         self.store: Store | None = None
@@ -172,7 +182,9 @@ class PublicApp:
         cache = self.config.cache
 
         def sweep() -> int:
-            return store.sweep_bans(min_ban_age_seconds=cache.memory_ttl_seconds * 2 + 1.0)
+            if not self.sweeps_bans:
+                return 0
+            return sweep_bans(store, self.config)
 
         scanned_at = time.monotonic()
 

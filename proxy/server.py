@@ -28,8 +28,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from proxy.admin import create_admin_app, node_name
-from proxy.app import PublicApp, open_store
+from proxy.app import PublicApp, open_store, sweep_bans
 from proxy.config import Config
+from proxy.errors import StoreError
 from proxy.logs import AccessLogger
 from proxy.store.index import Store
 
@@ -123,7 +124,7 @@ async def run_single(config: Config) -> None:
 
 async def run_worker(config: Config, index: int) -> None:
     """One of N workers: the public listener only, SO_REUSEPORT."""
-    public = PublicApp(config, registry=CollectorRegistry())
+    public = PublicApp(config, registry=CollectorRegistry(), sweeps_bans=False)
     await public.start()
     runner = web.ServerRunner(public.make_server(**_access_log_args(config)),
                               shutdown_timeout=config.server.shutdown_timeout_seconds)
@@ -184,6 +185,7 @@ class Supervisor:
         runner = web.AppRunner(admin, access_log=None)
         await runner.setup()
         stop = _stop_event()
+        sweeper: asyncio.Task[None] | None = None
         try:
             if cluster is not None:
                 await cluster.start()  # bounded: applies missed purges before workers serve
@@ -194,6 +196,7 @@ class Supervisor:
                      self.config.server.workers, self.config.server.listen,
                      self.config.server.admin_listen)
             restarts: dict[int, float] = {}
+            sweeper = asyncio.create_task(self._sweep_bans())
             while not stop.is_set():
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.5)
@@ -207,6 +210,10 @@ class Supervisor:
                         restarts[index] = time.monotonic()
                         self._spawn(index)
         finally:
+            if sweeper is not None:
+                sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
             if cluster is not None:
                 await cluster.close()
             await self._stop_children()
@@ -215,6 +222,18 @@ class Supervisor:
                 self.store.close()
             shutil.rmtree(self.multiproc_dir, ignore_errors=True)
             shutil.rmtree(self.ready_dir, ignore_errors=True)
+
+    async def _sweep_bans(self) -> None:
+        """Purge sweeps run here, not in the workers: their CPU is for serving."""
+        store = self.store
+        if store is None:
+            return
+        while True:
+            await asyncio.sleep(self.config.cache.eviction_interval_seconds)
+            try:
+                await asyncio.to_thread(sweep_bans, store, self.config)
+            except StoreError as exc:
+                log.warning("ban sweep failed: %s", exc.message)
 
     async def _stop_children(self) -> None:
         for child in self.children.values():

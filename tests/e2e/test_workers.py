@@ -92,3 +92,35 @@ def test_a_killed_worker_is_replaced(tmp_path: Path, origin_process: Running) ->
             assert get(proxy.url + "/w/k.bin")[2] == b"k" * 1000
     finally:
         assert stop(proxy.proc) == 0
+
+
+def test_the_supervisor_sweeps_purges_and_workers_do_not(tmp_path: Path,
+                                                         origin_process: Running) -> None:
+    paths = [f"/sw/{i}.bin" for i in range(20)]
+    for path in paths:
+        put(origin_process, path, path.encode() * 50)
+    proxy = start_proxy(tmp_path, origin_process.url, workers=2,
+                        extra=f'[admin]\ntoken = "{ADMIN_TOKEN}"\n')
+    try:
+        for path in paths:
+            get(proxy.url + path)
+        time.sleep(0.5)
+        request = urllib.request.Request(
+            proxy.admin_url + "/purge", data=json.dumps({"prefix": "/sw/"}).encode(),
+            method="POST", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        with urllib.request.urlopen(request, timeout=10) as r:
+            assert r.status == 200
+        assert get(proxy.url + paths[0])[1]["X-Cache"] == "MISS"  # hidden at once
+
+        def stats() -> dict[str, object]:
+            with urllib.request.urlopen(proxy.admin_url + "/stats", timeout=10) as r:
+                return dict(json.loads(r.read()))
+
+        deadline = time.monotonic() + 30
+        while stats()["active_bans"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        # Swept and retired: by the supervisor, as workers run with sweeps_bans=False.
+        assert stats()["active_bans"] == []
+        assert stats()["entries"] == 1  # the one refetched above
+    finally:
+        assert stop(proxy.proc) == 0
