@@ -8,11 +8,9 @@ long the background sweep takes until the ban is retired.
 
 from __future__ import annotations
 
-import fcntl
 import http.client
 import json
 import logging
-import os
 import signal
 import subprocess
 import time
@@ -21,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from proxy.store.claims import LOCK_DIR
+from proxy.store.claims import LOCK_DIR, lock_held
 from proxy.store.index import ORPHAN_MIN_AGE_SECONDS
 
 from .bulkload import LoadError, LoadResult, Template, bulk_load, check_store
@@ -184,7 +182,7 @@ def wait_start_up_scan(cache_dir: Path, started: float, timeout: float = 900.0) 
     long_hold = False
     while time.monotonic() - begin < timeout:
         now = time.monotonic()
-        if _lock_held(lock):
+        if lock_held(lock):
             held_since = now if held_since is None else held_since
             long_hold = long_hold or now - held_since >= 2.0
         elif long_hold or now - started > ORPHAN_MIN_AGE_SECONDS + 10.0:
@@ -197,20 +195,6 @@ def wait_start_up_scan(cache_dir: Path, started: float, timeout: float = 900.0) 
     waited = time.monotonic() - begin
     log.info("start-up orphan scan over after %.1f s", waited)
     return waited
-
-
-def _lock_held(path: Path) -> bool:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return False  # closing the fd drops our lock at once
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
 
 
 SWEEP_BUDGET_SECONDS = 900.0  # the "during" wrk run ends when the sweep does, or at this

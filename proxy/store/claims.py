@@ -10,7 +10,6 @@ removed by the next claimant (or the start-up sweep), never by a reader.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import hashlib
 import json
@@ -20,6 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from proxy.store.retention import probe
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,12 @@ def _try_lock(path: Path) -> int | None:
             return fd
         os.close(fd)
     return None
+
+
+def lock_held(lock: Path) -> bool:
+    """Does some live process hold the claim or job lock at `lock`? (A shared probe: it
+    never takes the lock from anyone; a missing file means nobody holds it.)"""
+    return probe(str(lock), exclusive=False) is False
 
 
 class Claim:
@@ -131,7 +138,7 @@ class Claims:
         found = []
         for meta_path in self.tmp_dir.glob("*.meta"):
             stem = meta_path.name.split(".", 1)[0]
-            if not self._held(self.lock_dir / stem[:2] / f"{stem}.lock"):
+            if not lock_held(self.lock_dir / stem[:2] / f"{stem}.lock"):
                 continue
             try:
                 info = json.loads(meta_path.read_bytes())
@@ -142,25 +149,7 @@ class Claims:
         return found
 
     def is_held(self, key: str) -> bool:
-        return self._held(self.paths(key).lock)
-
-    @staticmethod
-    def _held(lock: Path) -> bool:
-        try:
-            fd = os.open(lock, os.O_RDONLY)
-        except FileNotFoundError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        except OSError as exc:  # pragma: no cover - flock unsupported
-            if exc.errno in (errno.ENOLCK, errno.EINVAL):
-                return False
-            raise
-        finally:
-            os.close(fd)
-        return False
+        return lock_held(self.paths(key).lock)
 
     def read_meta(self, key: str) -> dict[str, Any] | None:
         try:
@@ -179,7 +168,7 @@ class Claims:
         for entry in entries:
             stem = entry.name.split(".", 1)[0]
             if len(stem) == 64 and all(c in "0123456789abcdef" for c in stem):
-                if self._held(self.lock_dir / stem[:2] / f"{stem}.lock"):
+                if lock_held(self.lock_dir / stem[:2] / f"{stem}.lock"):
                     continue
                 if entry.name.endswith(".meta") and _younger_than(entry, META_GRACE_SECONDS):
                     continue  # followers of a just-finished fill may still read it

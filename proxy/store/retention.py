@@ -9,6 +9,7 @@ exclusive non-blocking flock is the only test of "nobody holds it", across all p
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import logging
 import os
@@ -25,19 +26,29 @@ def hold(fd: int) -> None:
     fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
 
 
-def unheld(path: str) -> bool | None:
-    """True if nobody holds `path`, False if someone does, None if it is gone."""
+def probe(path: str, *, exclusive: bool) -> bool | None:
+    """Could a flock of that kind on `path` be taken now? None if the file is gone. The
+    probe's own lock is dropped at once (closing the fd)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         return None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
         return True
     except BlockingIOError:
         return False
+    except OSError as exc:  # pragma: no cover - flock unsupported
+        if exc.errno in (errno.ENOLCK, errno.EINVAL):
+            return True
+        raise
     finally:
         os.close(fd)
+
+
+def unheld(path: str) -> bool | None:
+    """True if nobody holds `path`, False if someone does, None if it is gone."""
+    return probe(path, exclusive=True)
 
 
 def retire(path: str, graveyard: str) -> None:
