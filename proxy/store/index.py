@@ -141,15 +141,17 @@ class Store:
 
     # -- reads -----------------------------------------------------------------------------
 
-    def lookup(self, key: str, now: float | None = None) -> CachedBody | None:
+    def _read_one(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
+        """One row from the read connection (no write lock, no diskcache), or None."""
         try:
             with self._lock:
-                row = self._reader.execute(
-                    "SELECT rowid, size, filename, value FROM Cache WHERE key = ? AND raw = 1",
-                    (key,),
-                ).fetchone()
+                return self._reader.execute(sql, args).fetchone()
         except sqlite3.Error as exc:
             raise StoreError(f"index read failed: {exc}") from exc
+
+    def lookup(self, key: str, now: float | None = None) -> CachedBody | None:
+        row = self._read_one(
+            "SELECT rowid, size, filename, value FROM Cache WHERE key = ? AND raw = 1", (key,))
         if row is None:
             return None
         rowid, size, filename, value = row
@@ -189,12 +191,7 @@ class Store:
 
     def peek(self, key: str) -> StoredResponse | None:
         """The current metadata of `key`, without opening its body."""
-        try:
-            with self._lock:
-                row = self._reader.execute(
-                    "SELECT value FROM Cache WHERE key = ? AND raw = 1", (key,)).fetchone()
-        except sqlite3.Error as exc:
-            raise StoreError(f"index read failed: {exc}") from exc
+        row = self._read_one("SELECT value FROM Cache WHERE key = ? AND raw = 1", (key,))
         if row is None or row[0] is None:
             return None
         try:
@@ -250,11 +247,8 @@ class Store:
                     except FileNotFoundError:
                         continue
                     filename = f"{prefix}/{sub.name}/{entry.name}"
-                    with self._lock:
-                        owned = self._reader.execute(
-                            "SELECT 1 FROM Cache WHERE filename = ? LIMIT 1", (filename,)
-                        ).fetchone()
-                    if owned is None:
+                    if self._read_one("SELECT 1 FROM Cache WHERE filename = ? LIMIT 1",
+                                      (filename,)) is None:
                         with contextlib.suppress(FileNotFoundError):
                             os.unlink(entry.path)
                             removed += 1
@@ -263,12 +257,7 @@ class Store:
 
     def vary_names(self, url_key: str) -> tuple[str, ...] | None:
         """The fields responses for `url_key` vary on, or None when it does not vary."""
-        try:
-            with self._lock:
-                row = self._reader.execute(
-                    "SELECT names FROM MediaVary WHERE key = ?", (url_key,)).fetchone()
-        except sqlite3.Error as exc:
-            raise StoreError(f"index read failed: {exc}") from exc
+        row = self._read_one("SELECT names FROM MediaVary WHERE key = ?", (url_key,))
         return tuple(row[0].split()) if row and row[0] else None
 
     def touch(self, rowid: int, now: float) -> None:
@@ -424,10 +413,8 @@ class Store:
         return False
 
     def count_prefix(self, prefix: str) -> int:
-        with self._lock:
-            row = self._reader.execute(
-                "SELECT COUNT(*) FROM Cache WHERE key >= ? AND key < ? AND raw = 1",
-                (prefix, prefix + "\U0010ffff")).fetchone()
+        row = self._read_one("SELECT COUNT(*) FROM Cache WHERE key >= ? AND key < ? AND raw = 1",
+                             (prefix, prefix + "\U0010ffff"))
         return int(row[0])
 
     def refresh(self, key: str, expected_filename: str | None, meta: StoredResponse) -> bool:
@@ -527,26 +514,14 @@ class Store:
 
     def volume(self) -> int:
         """Bytes on disk: the index's pages plus every body rounded up to whole blocks."""
-        try:
-            with self._lock:
-                pages = self._reader.execute("PRAGMA page_count").fetchone()[0]
-                page_size = self._reader.execute("PRAGMA page_size").fetchone()[0]
-                blocks = self._reader.execute(
-                    "SELECT blocks FROM MediaUsage WHERE id = 0").fetchone()[0]
-            return int(pages) * int(page_size) + int(blocks) * bans.BLOCK_BYTES
-        except (OSError, sqlite3.Error, TypeError) as exc:
-            raise StoreError(f"volume failed: {exc}") from exc
+        pages = self._read_one("PRAGMA page_count")[0]
+        page_size = self._read_one("PRAGMA page_size")[0]
+        blocks = self._read_one("SELECT blocks FROM MediaUsage WHERE id = 0")[0]
+        return int(pages) * int(page_size) + int(blocks) * bans.BLOCK_BYTES
 
     def entry_count(self) -> int:
-        try:
-            with self._lock:
-                # diskcache's triggers keep this count: no scan of a million-row table per
-                # /metrics scrape.
-                row = self._reader.execute(
-                    "SELECT value FROM Settings WHERE key = 'count'").fetchone()
-            return int(row[0])
-        except sqlite3.Error as exc:
-            raise StoreError(f"count failed: {exc}") from exc
+        # diskcache's triggers keep this count: no scan of a million-row table per scrape.
+        return int(self._read_one("SELECT value FROM Settings WHERE key = 'count'")[0])
 
     def sweep_temp(self) -> int:
         """Remove temp files left by processes that no longer run (a crashed fill's)."""
