@@ -168,7 +168,8 @@ class PublicApp:
     async def _check_leftovers(self, store: Store) -> None:
         """Start-up check, in the background (serving starts at once): one full pass over the
         body directories for a crash's leftovers, once they are old enough to be told from a
-        commit in flight. The maintenance loop then rescans a couple of directories a tick."""
+        commit in flight. The maintenance loop then rescans one directory every
+        ORPHAN_SCAN_PERIOD_SECONDS."""
         await asyncio.sleep(ORPHAN_MIN_AGE_SECONDS + 1.0)
         try:
             await self._run_job(store.scan_orphans, 256)

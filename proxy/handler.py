@@ -746,8 +746,8 @@ class Proxy:
             self._forget(key)
             await self._store_call("ban", self.store.add_ban, BanKind.EXACT, key, soft=False,
                                    now=self.clock())
-        return await self._from_origin(request, target, origin, request_time, status, future,
-                                       claim)
+        return await self._from_origin(request, target, origin, headers, request_time, status,
+                                       future, claim)
 
     async def _follow(
         self, request: web.BaseRequest, target: cachekey.Target
@@ -833,17 +833,18 @@ class Proxy:
         request: web.BaseRequest,
         target: cachekey.Target,
         origin: OriginResponse,
+        sent: Headers,
         request_time: float,
         status: CacheStatus,
         future: asyncio.Future[Fill | None],
         claim: Claim,
     ) -> web.StreamResponse:
-        """A full origin response is in: store it while serving it, or relay it."""
+        """A full origin response (to the request fields `sent`) is in: store it while
+        serving it, or relay it."""
         response_time = self.clock()
         fill: Fill | None = None
         storable = decide.storable(  # judged on what the origin was sent (RFC 9111 §3.5)
-            "GET", origin.status, self._forward_headers(request, for_fill=True), origin.headers,
-            response_time,
+            "GET", origin.status, sent, origin.headers, response_time,
             self._lifetime_rule(target.path),
         )
         if storable:
@@ -886,7 +887,7 @@ class Proxy:
     ) -> web.StreamResponse:
         # Counted as a reader while the callout may be asked, so the fill is not abandoned
         # as "every client left" while its only client waits for its answer.
-        held = fill.open_reader() if isinstance(fill, Fill) else None
+        held = fill.open_reader() if self.callout is not None and isinstance(fill, Fill) else None
         try:
             await self._authorize(request, fill.meta.headers)
         finally:
@@ -1122,8 +1123,6 @@ def fill_names(target: cachekey.Target) -> tuple[str, ...]:
     if not target.variant:
         return ()
     return tuple(part.split("=", 1)[0].rstrip("!") for part in target.variant.split("\x1e"))
-
-
 
 
 def _hand_over(claim: Claim, future: asyncio.Future[Fill | None]) -> None:
