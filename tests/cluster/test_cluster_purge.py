@@ -27,11 +27,20 @@ from tests.e2e.conftest import Running, stop
 NAMES = ("node-a", "node-b", "node-c")
 
 
-def start_three(tmp_path: Path, origin: Running, redis: RedisServer) -> list[Running]:
+def start_three(tmp_path: Path, origin: Running, redis: RedisServer,
+                paths: list[str]) -> list[Running]:
+    """Publish `paths`, start the three nodes and cache every path on each of them."""
+    for path in paths:
+        put(origin, path, path.encode() * 100)
     # node-c runs a supervisor and two workers: the cluster lives in the supervisor there.
     nodes = [start_node(tmp_path, origin, redis, name, workers=2 if name == "node-c" else 1)
              for name in NAMES]
-    until(lambda: live(nodes[0]) == set(NAMES), "node-a sees three live nodes")
+    try:
+        until(lambda: live(nodes[0]) == set(NAMES), "node-a sees three live nodes")
+        prime(nodes, paths)
+    except BaseException:
+        stop_all(nodes)
+        raise
     return nodes
 
 
@@ -51,11 +60,8 @@ def stop_all(nodes: list[Running]) -> None:
 def test_prefix_purge_with_wait_reaches_every_node(tmp_path: Path, origin_process: Running,
                                                    redis_server: RedisServer) -> None:
     paths = ["/c/p/a.bin", "/c/p/b.bin", "/c/keep.bin"]
-    for path in paths:
-        put(origin_process, path, path.encode() * 100)
-    nodes = start_three(tmp_path, origin_process, redis_server)
+    nodes = start_three(tmp_path, origin_process, redis_server, paths)
     try:
-        prime(nodes, paths)
         answer = purge(nodes[0], prefix="/c/p/", wait=True)
         assert answer["kind"] == "prefix" and answer["value"] == "/c/p/"
         assert [n["node"] for n in answer["nodes"]] == list(NAMES)  # the local node first
@@ -82,11 +88,8 @@ def test_prefix_purge_with_wait_reaches_every_node(tmp_path: Path, origin_proces
 def test_a_node_that_was_down_applies_the_missed_purge_at_start(
         tmp_path: Path, origin_process: Running, redis_server: RedisServer) -> None:
     paths = ["/r/x.bin", "/r/keep.bin"]
-    for path in paths:
-        put(origin_process, path, path.encode() * 100)
-    nodes = start_three(tmp_path, origin_process, redis_server)
+    nodes = start_three(tmp_path, origin_process, redis_server, paths)
     try:
-        prime(nodes, paths)
         assert stop(nodes[2].proc) == 0
         until(lambda: live(nodes[0]) == {"node-a", "node-b"}, "node-c no longer live")
 
@@ -109,11 +112,8 @@ def test_a_node_that_was_down_applies_the_missed_purge_at_start(
 def test_redis_outage_purges_locally_and_recovers(tmp_path: Path, origin_process: Running,
                                                   redis_server: RedisServer) -> None:
     paths = ["/o/x.bin", "/o/y.bin", "/o/keep.bin"]
-    for path in paths:
-        put(origin_process, path, path.encode() * 100)
-    nodes = start_three(tmp_path, origin_process, redis_server)
+    nodes = start_three(tmp_path, origin_process, redis_server, paths)
     try:
-        prime(nodes, paths)
         redis_server.stop()
 
         answer = purge(nodes[0], url="/o/x.bin", wait=True)
