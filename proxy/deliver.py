@@ -105,8 +105,20 @@ def _response(plan: Plan, headers: CIMultiDict[str]) -> web.StreamResponse:
     return response
 
 
+# The `loop.sendfile` in flight for a request, so `abort` can cancel it first.
+SENDING_KEY: web.RequestKey[asyncio.Task[int]] = web.RequestKey("sendfile_in_flight")
+
+
 def abort(request: web.BaseRequest) -> None:
-    """Close the connection mid-body so the client sees a short response."""
+    """Close the connection mid-body so the client sees a short response.
+
+    A `loop.sendfile` in flight is cancelled first: its cancellation unregisters the socket's
+    writer while the fd is still open. Aborting under it instead would close the fd with the
+    writer still in the selector's map, and the next connection given that fd number could
+    never be read (asyncio's `modify` fails on it), hanging that client."""
+    sending = request.get(SENDING_KEY)
+    if sending is not None:
+        sending.cancel()
     transport = request.transport
     if transport is not None:
         transport.abort()
@@ -121,7 +133,17 @@ async def _sendfile(request: web.BaseRequest, file: io.FileIO, offset: int, coun
     if transport is None or transport.is_closing():
         raise ConnectionResetError("client went away")
     loop = asyncio.get_running_loop()
-    await loop.sendfile(transport, file, offset, count)
+    sending = asyncio.ensure_future(loop.sendfile(transport, file, offset, count))
+    request[SENDING_KEY] = sending
+    try:
+        await sending
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and not task.cancelling():
+            raise ConnectionResetError("stream cut") from None  # by `abort`, not by our caller
+        raise
+    finally:
+        del request[SENDING_KEY]
     _count(request, count)
 
 

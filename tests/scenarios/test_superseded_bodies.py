@@ -93,6 +93,15 @@ ADMIN = "[admin]\ntoken = \"scenario-admin-token-0123\"\n"
 AUTH = "[auth]\nkeys = \"k1=0123456789abcdef0123\"\n"
 
 
+def start_guarded(tmp_path: Path, origin: Running, strict: bool) -> Running:
+    """Two workers with purging and tokens on; `strict` cuts streams on revocation."""
+    return start_proxy(
+        tmp_path, origin.url, workers=2,
+        cache_extra=f"eviction_interval_seconds = 0.1\nabort_streams_on_revoke = "
+                    f"{'true' if strict else 'false'}\n",
+        extra=ADMIN + AUTH)
+
+
 def origin_call(origin: Running, method: str, path: str, body: bytes | None = None) -> int:
     import urllib.request
 
@@ -133,11 +142,7 @@ def test_change_mid_download(tmp_path: Path, origin_process: Running, strict: bo
                              change: str) -> None:
     body = os.urandom(SIZE)
     put(origin_process, "/v/clip.mp4", body)
-    proxy = start_proxy(
-        tmp_path, origin_process.url, workers=2,
-        cache_extra=f"eviction_interval_seconds = 0.1\nabort_streams_on_revoke = "
-                    f"{'true' if strict else 'false'}\n",
-        extra=ADMIN + AUTH)
+    proxy = start_guarded(tmp_path, origin_process, strict)
     try:
         assert sha256(get(proxy.url + "/v/clip.mp4")[2]) == sha256(body)
         slow = SlowClient(proxy.url + "/v/clip.mp4")
@@ -181,11 +186,7 @@ def test_change_while_still_filling(tmp_path: Path, origin_process: Running, str
                          "count": 1}).encode(),
         headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"})
     urllib.request.urlopen(throttle, timeout=10).close()
-    proxy = start_proxy(
-        tmp_path, origin_process.url, workers=2,
-        cache_extra=f"eviction_interval_seconds = 0.1\nabort_streams_on_revoke = "
-                    f"{'true' if strict else 'false'}\n",
-        extra=ADMIN + AUTH)
+    proxy = start_guarded(tmp_path, origin_process, strict)
     try:
         slow = SlowClient(proxy.url + "/fill/clip.mp4")  # starts the fill (MISS)
         slow.read(1 << 20)
@@ -212,5 +213,33 @@ def test_change_while_still_filling(tmp_path: Path, origin_process: Running, str
             # of a claim whose metadata is not out yet falls back to the origin after it.
             _status, _headers, got = get(proxy.url + "/fill/clip.mp4", timeout=60)
             assert sha256(got) == sha256(new), "the purged fill was never committed"
+    finally:
+        assert stop(proxy.proc) == 0
+
+
+def test_connections_after_a_cut_stream_are_answered(tmp_path: Path,
+                                                     origin_process: Running) -> None:
+    """Strict mode cuts a stream in the middle of its sendfile. The socket's fd number is
+    then given to the next connections: each must be answered (asyncio kept the cut socket's
+    writer registered, and the connection reusing its fd was never read)."""
+    body = os.urandom(SIZE)
+    put(origin_process, "/cut/clip.mp4", body)
+    put(origin_process, "/cut/small.txt", b"small")
+    proxy = start_proxy(tmp_path, origin_process.url, workers=1,
+                        cache_extra="eviction_interval_seconds = 0.1\n"
+                                    "abort_streams_on_revoke = true\n", extra=ADMIN)
+    try:
+        assert sha256(get(proxy.url + "/cut/clip.mp4")[2]) == sha256(body)
+        for _ in range(3):
+            slow = SlowClient(proxy.url + "/cut/clip.mp4")
+            slow.read(1 << 20)  # then reads nothing: the proxy's sendfile waits on it
+            purge(proxy, "/cut/clip.mp4")
+            time.sleep(1.5)  # the auditor cuts it
+            with contextlib.suppress(http.client.IncompleteRead, ConnectionError, OSError):
+                slow.finish()
+            assert slow.received < SIZE
+            for _ in range(3):
+                assert get(proxy.url + "/cut/small.txt", timeout=10)[2] == b"small"
+            assert sha256(get(proxy.url + "/cut/clip.mp4", timeout=30)[2]) == sha256(body)
     finally:
         assert stop(proxy.proc) == 0
