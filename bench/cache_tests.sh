@@ -9,7 +9,8 @@
 # What it does, everything on 127.0.0.1 with free ports and a temporary directory:
 #   1. starts the suite's origin (test-engine/server/server.mjs), bound to 127.0.0.1 by a
 #      generated `--import` preload (the server itself listens on all interfaces);
-#   2. writes a mediaproxy config (workers = 1, cache in the temp dir, no access log), checks it
+#   2. writes a mediaproxy config (workers = 2 as production runs, cache in the temp dir, no
+#      access log), checks it
 #      with `mediaproxy check-config`, starts `mediaproxy serve`, waits for /readyz = 200;
 #   3. runs the suite's CLI against the proxy (`npm run --silent cli --base=...`);
 #   4. stops everything and prints `N passed, M failed`, counted as cache-tests.fyi does
@@ -21,6 +22,7 @@
 # Knobs (environment):
 #   CACHE_TESTS_ID=TEST-ID        run only that test, verbosely (the suite's --id; dependencies
 #                                 are not honoured), and print its requests and responses
+#   CACHE_TESTS_WORKERS=N         server.workers (default 2; 1 runs everything in one process)
 #   CACHE_TESTS_MEMORY_BYTES=N    set cache.memory_bytes (default: the proxy's own default, the
 #                                 32 MiB tier; 0 turns it off: the suite scores the same either way,
 #                                 its tests pause 3 s, longer than the tier's 1 s TTL)
@@ -47,6 +49,8 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 suite="$(cd "$1" 2>/dev/null && pwd)" || { say "no such directory: $1"; exit 2; }
 mediaproxy="${CACHE_TESTS_MEDIAPROXY:-$repo/.venv/bin/mediaproxy}"
 memory_bytes="${CACHE_TESTS_MEMORY_BYTES:-}"
+workers="${CACHE_TESTS_WORKERS:-2}"
+[[ $workers =~ ^[1-9][0-9]?$ ]] || { say "CACHE_TESTS_WORKERS: expected 1-64, got $workers"; exit 2; }
 suite_timeout="${CACHE_TESTS_TIMEOUT:-600}"
 test_id="${CACHE_TESTS_ID:-}"
 
@@ -184,7 +188,7 @@ cat >"$tmp/mediaproxy.toml" <<EOF
 [server]
 listen = "127.0.0.1:$proxy_port"
 admin_listen = "127.0.0.1:$admin_port"
-workers = 1
+workers = $workers
 
 [origin]
 url = "http://127.0.0.1:$origin_port"

@@ -23,7 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from proxy.config import Config
 from proxy.errors import StoreError
 from proxy.metrics import StoreCollector
-from proxy.policy import cachekey
+from proxy.policy import cachekey, tokens
 from proxy.policy.bans import Ban, BanKind
 from proxy.store.index import Store
 
@@ -49,10 +49,13 @@ def authorized(config: Config, header: str | None) -> bool:
 
 
 def purge_target(value: str, max_length: int) -> str | None:
-    """A URL or path given to purge -> the cache key it names (None when malformed)."""
+    """A URL or path given to purge -> the cache key it names (None when malformed). Signed-URL
+    parameters are dropped as for any request: they are never part of a key, and must not
+    reach the ban table, /stats or the logs."""
     parts = urlsplit(value)
     path = parts.path or "/"
-    target = cachekey.normalise_target(path, parts.query, max_length=max_length)
+    target = cachekey.normalise_target(path, parts.query, max_length=max_length,
+                                       strip_params=tokens.PARAMS)
     return None if isinstance(target, cachekey.Rejected) else target.key
 
 
@@ -74,6 +77,10 @@ def parse_purge(body: Any, max_length: int) -> tuple[BanKind, str, bool] | str:
         return BanKind.PREFIX, "", soft
     if not isinstance(value, str) or not value or len(value) > max_length:
         return f"{kind}: expected a non-empty string"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate escape (JSON allows "\ud800")
+        return f"{kind}: not valid Unicode text"
     if kind == "tag":
         if any(c.isspace() for c in value):
             return "tag: one tag, no spaces"
@@ -132,8 +139,8 @@ def create_admin_app(
             return _error(401, "unauthorized", "Authorization: Bearer <admin.token> required")
         try:
             body = await request.json()
-        except (ValueError, UnicodeDecodeError):
-            return _error(400, "bad_json", "the body must be JSON")
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            return _error(400, "bad_json", "the body must be a small JSON object")
         except web.HTTPRequestEntityTooLarge:
             return _error(413, "too_large", "purge requests are small JSON objects")
         parsed = parse_purge(body, config.server.max_url_bytes)

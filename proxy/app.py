@@ -12,6 +12,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,11 +21,12 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from proxy import deliver
-from proxy.config import Config
+from proxy.config import Config, ServerConfig
 from proxy.errors import AuthError, ProxyError, StoreError
-from proxy.handler import STATUS_KEY, Proxy
+from proxy.handler import PEER_KEY, STATUS_KEY, Proxy
 from proxy.metrics import Metrics
 from proxy.origin import OriginClient
+from proxy.policy import forward
 from proxy.status import CacheStatus
 from proxy.store.index import ORPHAN_MIN_AGE_SECONDS, Store
 
@@ -34,17 +36,60 @@ ORPHAN_SCAN_PERIOD_SECONDS = 12.0
 
 
 def error_response(exc: ProxyError) -> web.Response:
+    if exc.status == 400:
+        # A malformed request (a body on a GET, a bad target) leaves the connection in a
+        # state we do not trust: answer and close it, as nginx does.
+        response = web.Response(status=400, text=f"400 {exc.reason}: {exc.message}\n",
+                                headers={"X-Cache": CacheStatus.ERROR.value,
+                                         "Cache-Control": "no-store"})
+        response.force_close()
+        return response
     if isinstance(exc, AuthError):
         # Machine-readable, and no more detail than the reason: nothing that helps forging.
         headers = {"X-Cache": CacheStatus.ERROR.value, "Cache-Control": "no-store"}
         if exc.status == 401:
             headers["WWW-Authenticate"] = 'Signed-URL realm="media"'
         return web.json_response({"error": exc.reason}, status=exc.status, headers=headers)
+    # Server-side failures say what failed, never where: the origin's address and the OS
+    # error stay in the log (PublicApp.handle logs every 5xx with its detail).
+    text = _PUBLIC_REASONS.get(exc.reason, exc.message) if exc.status >= 500 else exc.message
     return web.Response(
         status=exc.status,
-        text=f"{exc.status} {exc.reason}: {exc.message}\n",
+        text=f"{exc.status} {exc.reason}: {text}\n",
         headers={"X-Cache": CacheStatus.ERROR.value},
     )
+
+
+_PUBLIC_REASONS = {
+    "origin_error": "the origin could not be reached or broke the response",
+    "origin_timeout": "the origin did not answer in time",
+    "store_error": "the cache is not usable",
+    "internal_error": "internal error",
+}
+
+
+def client_request_factory(server: ServerConfig) -> Callable[..., web.BaseRequest] | None:
+    """With trusted proxies configured, requests whose `remote` is the client behind them
+    (from the configured forwarding header, believed only from a trusted peer), so tokens
+    bound to an address, purge networks, the callout and the logs all see the real client.
+    None (aiohttp's own requests) otherwise."""
+    trusted = forward.parse_networks(server.trusted_networks())
+    if not trusted:
+        return None
+    real_ip = forward.RealIp(trusted, server.real_ip_header.lower())
+
+    def make(message: Any, payload: Any, protocol: Any, writer: Any, task: Any
+             ) -> web.BaseRequest:
+        peername = protocol.peername
+        peer = str(peername[0]) if isinstance(peername, (list, tuple)) else (
+            None if peername is None else str(peername))
+        remote = real_ip.client(peer, message.headers.items())
+        request = web.BaseRequest(message, payload, protocol, writer, task,
+                                  asyncio.get_running_loop(), remote=remote)
+        request[PEER_KEY] = peer
+        return request
+
+    return make
 
 
 def sweep_bans(store: Store, config: Config) -> int:
@@ -60,6 +105,9 @@ def open_store(config: Config) -> Store | None:
     except StoreError as exc:
         log.error("cache unavailable, passing every request to the origin: %s", exc.message)
         return None
+    # Owner-only: the cache holds protected items, and their headers, in plain files.
+    with contextlib.suppress(OSError):
+        os.chmod(config.cache.dir, 0o700)
     swept = store.sweep_temp()
     if swept:
         log.info("swept %d temp files left by stopped processes", swept)
@@ -124,9 +172,14 @@ class PublicApp:
         server_config = self.config.server
         return web.Server(
             self.handle,
+            request_factory=client_request_factory(server_config),
             # Above our own limit, so an over-long target gets our 414, not the parser's 400.
             max_line_size=server_config.max_url_bytes * 2 + 1024,
             max_field_size=server_config.max_header_bytes,
+            # aiohttp closes a connection still waiting for a complete request head this long
+            # after it opened or after its previous response (the timer is not reset by bytes
+            # that trickle in): the header timeout against slowloris, and the idle keep-alive.
+            keepalive_timeout=server_config.header_timeout_seconds,
             **handler_args,
         )
 

@@ -36,6 +36,13 @@ class ServerConfig:
     max_header_bytes: int = 8190  # longer header lines get 400 (aiohttp's parser enforces)
     shutdown_timeout_seconds: float = 10.0  # graceful stop: let open responses finish
     via: str = "mediaproxy"  # pseudonym in the Via header we add (RFC 9110 §7.6.3)
+    # Networks of the proxies in front (a TLS front, a load balancer) whose forwarding header
+    # is believed for the client's address (nginx real_ip): "" = none, every peer is a client.
+    trusted_proxies: str = ""
+    real_ip_header: str = "X-Forwarded-For"  # or Forwarded (RFC 7239), X-Real-IP
+    # A connection must deliver a complete request head within this many seconds of opening,
+    # or of its previous response (so it is also the idle keep-alive timeout): slowloris.
+    header_timeout_seconds: float = 20.0
 
     def validate(self) -> None:
         _listen(self.listen, "server.listen")
@@ -48,6 +55,15 @@ class ServerConfig:
             raise ConfigError("server.max_header_bytes: must be between 1024 and 1048576")
         if self.shutdown_timeout_seconds < 0:
             raise ConfigError("server.shutdown_timeout_seconds: must be >= 0")
+        _networks(self.trusted_proxies, "server.trusted_proxies")
+        if self.real_ip_header.lower() not in ("x-forwarded-for", "forwarded", "x-real-ip"):
+            raise ConfigError("server.real_ip_header: must be X-Forwarded-For, Forwarded or "
+                              f"X-Real-IP, got {self.real_ip_header!r}")
+        if not 0 < self.header_timeout_seconds <= 3600:
+            raise ConfigError("server.header_timeout_seconds: must be > 0 and <= 3600")
+
+    def trusted_networks(self) -> list[str]:
+        return split_csv(self.trusted_proxies)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,12 +120,6 @@ class CacheConfig:
             if not sep or not prefix.startswith("/") or not seconds.isdigit():
                 raise ConfigError(
                     f"cache.lifetime_rules: expected /prefix=seconds, got {rule!r}")
-
-    def lifetime_overrides(self) -> tuple[tuple[str, float], ...]:
-        """(prefix, seconds), longest prefix first."""
-        rules = [(p, float(s)) for p, _, s in (r.rpartition("=")
-                                                for r in split_csv(self.lifetime_rules))]
-        return tuple(sorted(rules, key=lambda rule: len(rule[0]), reverse=True))
         if not 0 <= self.heuristic_fraction <= 1:
             raise ConfigError("cache.heuristic_fraction: must be between 0 and 1")
         if self.heuristic_max_seconds < 0:
@@ -125,21 +135,25 @@ class CacheConfig:
         if not 0 < self.memory_ttl_seconds <= 60:
             raise ConfigError("cache.memory_ttl_seconds: must be > 0 and <= 60")
 
+    def lifetime_overrides(self) -> tuple[tuple[str, float], ...]:
+        """(prefix, seconds), longest prefix first."""
+        rules = [(p, float(s)) for p, _, s in (r.rpartition("=")
+                                                for r in split_csv(self.lifetime_rules))]
+        return tuple(sorted(rules, key=lambda rule: len(rule[0]), reverse=True))
+
 
 @dataclass(frozen=True, slots=True)
 class AdminConfig:
     token: str = ""  # bearer token for POST /purge and `mediaproxy purge`; "" disables purging
-    purge_networks: str = "127.0.0.1/32,::1/128"  # clients allowed the PURGE method untokened
+    # Clients allowed the PURGE method without the admin token (their real address, behind
+    # server.trusted_proxies). "" = PURGE always needs the token: trust a network explicitly.
+    purge_networks: str = ""
     node_name: str = ""  # this node's name in purge answers; "" = the host name
 
     def validate(self) -> None:
         if self.token and len(self.token) < 16:
             raise ConfigError("admin.token: use at least 16 characters (or \"\" to disable)")
-        for net in self.networks_text():
-            try:
-                ipaddress.ip_network(net, strict=False)
-            except ValueError:
-                raise ConfigError(f"admin.purge_networks: not a network: {net!r}") from None
+        _networks(self.purge_networks, "admin.purge_networks")
 
     def networks_text(self) -> list[str]:
         return [n.strip() for n in self.purge_networks.split(",") if n.strip()]
@@ -215,6 +229,14 @@ _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
 _NOT_FORWARDABLE = frozenset({"host", "content-length", "transfer-encoding", "connection", "te",
                               "upgrade", "expect", "keep-alive", "trailer",
                               "proxy-authorization", "proxy-connection"})
+
+
+def _networks(text: str, key: str) -> None:
+    for net in split_csv(text):
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise ConfigError(f"{key}: not a network: {net!r}") from None
 
 
 def split_csv(text: str) -> list[str]:

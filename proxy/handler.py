@@ -11,7 +11,6 @@ import contextlib
 import dataclasses
 import http
 import io
-import ipaddress
 import logging
 import math
 import os
@@ -31,14 +30,14 @@ from proxy.errors import AuthError, BadRequest, OriginError, ProxyError, StoreEr
 from proxy.memo import Memo
 from proxy.metrics import Metrics
 from proxy.origin import OriginClient, OriginResponse
-from proxy.policy import cachekey, decide, respond, session, tokens, vary
+from proxy.policy import cachekey, decide, forward, respond, revalidate, session, tokens, vary
 from proxy.policy.access import Access, AccessRules
 from proxy.policy.bans import Ban, BanKind, parse_tags
 from proxy.policy.freshness import Heuristic, StoredResponse, current_age
-from proxy.policy.headers import Headers, end_to_end, get
+from proxy.policy.headers import Headers, get
 from proxy.status import CacheStatus
 from proxy.store.claims import Claim
-from proxy.store.fill import Fill, FillView, RemoteFill
+from proxy.store.fill import Fill, FillState, FillView, RemoteFill
 from proxy.store.front import FrontCache, FrontEntry
 from proxy.store.index import CachedBody, Store, meta_dict, meta_from_dict
 from proxy.store.retention import hold
@@ -54,21 +53,17 @@ GRANTED_KEY: web.RequestKey[bool] = web.RequestKey("access_granted")
 # Granted by the auth callout: the answer must not be stored by shared caches in front.
 SESSION_GRANTED_KEY: web.RequestKey[bool] = web.RequestKey("session_granted")
 
-# Never forwarded on a fill or revalidation: we ask for the whole current representation and
-# evaluate the client's own conditions and ranges against it ourselves.
-# Client headers that some origins use to build URLs or pick a resource, but that are not part
-# of the cache key: forwarding them would let one client poison the entry others get.
-_UNKEYED = frozenset({"x-forwarded-host", "x-forwarded-server", "x-original-url",
-                      "x-rewrite-url", "x-host", "forwarded"})
+# The TCP peer, when the client's address (`request.remote`) was read from a trusted proxy's
+# forwarding header (see `client_request_factory`).
+PEER_KEY: web.RequestKey[str | None] = web.RequestKey("peer")
+
 # Request fields that make an answer more than "the stored 200 as it is".
 _PLAN_FIELDS = ("range", "if-none-match", "if-modified-since", "if-match",
                 "if-unmodified-since")
+# Never forwarded on a fill or revalidation: we ask for the whole current representation and
+# evaluate the client's own conditions and ranges against it ourselves.
 _CLIENT_ONLY = frozenset(
     {"if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "if-range", "range"}
-)
-# RFC 9111 §4.3.4: fields a 304 must not overwrite in the stored response.
-_KEEP_ON_304 = frozenset(
-    {"content-length", "content-encoding", "content-range", "transfer-encoding"}
 )
 
 
@@ -115,16 +110,20 @@ class Proxy:
         self.keys: dict[str, bytes] = parsed_keys if isinstance(parsed_keys, dict) else {}
         self.token_params = tokens.PARAMS if self.keys else frozenset()
         self.callout = AuthCallout(auth, origin.base, metrics, clock) if auth.callout_url else None
-        # Fills are shared by every client: with the callout, the session fields go to the
-        # auth endpoint only, never to the origin inside a fill another session will read.
-        self._fill_strip = _CLIENT_ONLY | frozenset(
+        # With the callout, the session fields go to the auth endpoint only: never to the
+        # origin on a GET or HEAD (inside a fill another session will read, or not).
+        self._session_fields = frozenset(
             name.lower() for name in (self.callout.forward if self.callout else ()))
+        self._fill_strip = _CLIENT_ONLY | self._session_fields
+        # With origin.forward_host the origin may answer per Host: every response then varies
+        # on it, as if it said `Vary: Host` (nginx keys on $host for the same reason).
+        self._implicit_vary: tuple[str, ...] = ("host",) if config.origin.forward_host else ()
+        self.trusted_proxies = forward.parse_networks(config.server.trusted_networks())
         self._bans_seen: object = None
         self._forgotten_at = -1.0
         self.access = AccessRules.build(split_csv(auth.protected_prefixes),
                                         split_csv(auth.public_prefixes), auth.access_header)
-        self.purge_networks = [ipaddress.ip_network(n, strict=False)
-                               for n in config.admin.networks_text()]
+        self.purge_networks = forward.parse_networks(config.admin.networks_text())
         self.hidden = frozenset() if config.cache.expose_surrogate_keys else frozenset(
             TAG_HEADERS)
 
@@ -132,6 +131,12 @@ class Proxy:
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         if request.method in ("GET", "HEAD"):
+            if forward.carries_body(request.headers.items()):
+                # Refused rather than drained: a body on a cacheable read has no meaning (RFC
+                # 9110 §9.3.1) and is the classic way to desynchronise the next hop.
+                error = BadRequest("a GET or HEAD request must not carry a body")
+                error.reason = "body_not_allowed"
+                raise error
             return await self._cacheable(request)
         if request.method == "PURGE":
             return await self._purge(request)
@@ -142,10 +147,12 @@ class Proxy:
         from proxy.admin import apply_purge, authorized, ban_json, node_name
 
         request[STATUS_KEY] = CacheStatus.PASS
-        target = self._target(request)
+        # Signed-URL parameters are not part of any key: purging a signed URL purges its
+        # object, and the signature reaches neither the ban table nor the logs.
+        target = self._target(request, tokens.PARAMS)
         request[KEY_KEY] = target.key
         allowed = authorized(self.config, request.headers.get("Authorization")) or (
-            _in_networks(request.remote, self.purge_networks))
+            forward.in_networks(request.remote, self.purge_networks))
         if not allowed:
             raise AuthError("PURGE needs an allowed network or the admin token",
                             status=403, reason="purge_forbidden")
@@ -197,30 +204,39 @@ class Proxy:
         return target
 
     def _forward_headers(
-        self, request: web.BaseRequest, *, for_fill: bool
+        self, request: web.BaseRequest, *, for_fill: bool, body_length: int | None = None
     ) -> list[tuple[str, str]]:
-        headers = [
-            (k, v)
-            for k, v in end_to_end(_request_headers(request))
-            if not (for_fill and k.lower() in self._fill_strip)
-        ]
-        via = [v for k, v in headers if k.lower() == "via"]
-        headers = [(k, v) for k, v in headers
-                   if k.lower() not in ("via", "x-forwarded-for") and k.lower() not in _UNKEYED]
-        headers.append(("Via", ", ".join([*via, f"1.1 {self.via}"])))
-        forwarded_for = request.headers.getall("X-Forwarded-For", [])
-        peer = request.remote or "unknown"
-        headers.append(("X-Forwarded-For", ", ".join([*forwarded_for, peer])))
-        return headers
+        """The fields sent to the origin for `request` (framing, unkeyed and, for reads,
+        session fields never among them: `policy/forward.py`)."""
+        if for_fill:
+            strip = self._fill_strip
+        elif request.method in ("GET", "HEAD"):
+            strip = self._session_fields
+        else:
+            strip = frozenset()
+        peer = request.get(PEER_KEY, request.remote)
+        return forward.origin_request_fields(
+            _request_headers(request), peer=peer, via=self.via, strip=strip,
+            peer_trusted=forward.in_networks(peer, self.trusted_proxies),
+            body_length=body_length)
 
     # -- non-cacheable methods ---------------------------------------------------------------
 
     async def _pass(self, request: web.BaseRequest) -> web.StreamResponse:
         target = self._target(request, self.token_params)
         request[STATUS_KEY] = CacheStatus.PASS
+        request[TARGET_KEY] = target
+        if self.access.by_rule(target.path) is Access.PROTECTED:
+            # Every method, before any origin work: an origin view that answers POST or
+            # PROPFIND with the item would otherwise hand it out tokenless.
+            await self._authorize(request, ())
         data = request.content if request.body_exists else None
+        # The body is framed by what aiohttp's parser read: its length, or chunked when the
+        # client sent it chunked (never the client's own framing fields).
+        length = request.content_length if data is not None else None
         origin = await self._origin_request(
-            request.method, target, self._forward_headers(request, for_fill=False), data=data
+            request.method, target,
+            self._forward_headers(request, for_fill=False, body_length=length), data=data
         )
         try:
             await self._invalidate(request, target, origin)
@@ -319,18 +335,44 @@ class Proxy:
             except StoreError:
                 names = None
             self._vary_known.put(url_key, names)
+        if self._implicit_vary:
+            names = tuple(sorted({*(names or ()), *self._implicit_vary}))
         if not names:
             return target
         return dataclasses.replace(target, variant=vary.variant(names, self._vary_fields(request)))
 
+    def _vary_names(self, response: Headers) -> tuple[str, ...]:
+        """The request fields a response varies on (its Vary, plus Host with forward_host)."""
+        names = decide.vary_names(response)
+        if self._implicit_vary:
+            names = tuple(sorted({*names, *self._implicit_vary}))
+        return names
+
     def _vary_fields(self, request: web.BaseRequest) -> Headers:
         """The request fields a variant is selected by: as the origin sees them on a fill,
-        so the callout's session fields (never sent on fills) count as absent: a session
-        secret never enters a cache key, and sessions share the one anonymous variant."""
-        items = request.headers.items()
-        if self.callout is None:
-            return items
-        return [(k, v) for k, v in items if k.lower() not in self._fill_strip]
+        so fields never sent on fills (the callout's session fields, the unkeyed forwarding
+        family) count as absent: a session secret never enters a cache key, sessions share
+        the one anonymous variant, and a variant is never named by a value the origin did
+        not see."""
+        return [(k, v) for k, v in request.headers.items()
+                if (name := k.lower()) not in self._session_fields
+                and not forward.unkeyed(name)]
+
+    def _still_storable(self, meta: StoredResponse, sent: Headers,
+                        target: cachekey.Target) -> bool:
+        """May a 304-updated response stay stored? Not if the 304 made it private or
+        no-store (RFC 9111 §3): the stored copy then keeps its old fields."""
+        return decide.storable("GET", meta.status, sent, meta.headers, meta.response_time,
+                               self._lifetime_rule(target.path))
+
+    def _reusable(self, fill: FillView, request: web.BaseRequest) -> bool:
+        """May this request be answered from the response `fill` is storing? Only as a
+        stored response could (RFC 9111 §4): a request with no-cache, max-age=0 or
+        min-fresh, or a response that is no-cache or stale on arrival, is not served from a
+        fill, for which the window is the whole transfer."""
+        decision = decide.on_request_facts(self._facts(fill.key, fill.meta),
+                                           _request_headers(request), self.clock())
+        return isinstance(decision, decide.Serve)
 
     def _fill_matches(self, fill: FillView, request: web.BaseRequest) -> bool:
         """May this request be answered from `fill`? Not if the fill's response varies on a
@@ -374,7 +416,8 @@ class Proxy:
             return
         if claim is None:
             return  # another request or process is already refreshing or filling it
-        headers = self._forward_headers(request, for_fill=True) + _conditionals(cached.meta)
+        headers = self._forward_headers(request, for_fill=True) + (
+            revalidate.conditional_fields(cached.meta.headers))
         self._refreshing.add(target.key)
         task = asyncio.create_task(self._background_refresh(
             target, headers, cached.meta, cached.filename, claim))
@@ -393,15 +436,18 @@ class Proxy:
             response_time = self.clock()
             if origin.status == 304:
                 origin.release()
-                meta = StoredResponse(stale.status, _merge_304(stale.headers, origin.headers),
-                                      request_time, response_time, stale.body_size)
-                await self._store_call("refresh", self._refresh, key, filename, meta)
+                merged = revalidate.merge_304(stale.headers, origin.headers)
+                meta = StoredResponse(stale.status, merged.stored, request_time, response_time,
+                                      stale.body_size)
+                if self._still_storable(meta, headers, target):
+                    await self._store_call("refresh", self._refresh, key, filename, meta)
             elif decide.storable("GET", origin.status, headers, origin.headers,
                                  response_time, self._lifetime_rule(target.path)) and (
-                    decide.vary_names(origin.headers) == fill_names(target)
+                    self._vary_names(origin.headers) == fill_names(target)
             ) and self.store is not None:
-                meta = StoredResponse(origin.status, tuple(origin.headers), request_time,
-                                      response_time, origin.content_length or 0)
+                meta = StoredResponse(origin.status,
+                                      revalidate.for_storage(origin.headers).stored,
+                                      request_time, response_time, origin.content_length or 0)
                 fill = self._open_fill(claim, target, meta, origin.content_length)
                 fill.background = True
                 self.fills[key] = fill
@@ -418,9 +464,7 @@ class Proxy:
     async def _authorize(self, request: web.BaseRequest, headers: Headers) -> None:
         """Refuse (401/403/503) unless the object is public, the request carries a valid
         token, or the auth callout allows its session. Applied wherever an object's bytes or
-        headers are about to be sent."""
-        if request.method not in ("GET", "HEAD"):
-            return
+        headers are about to be sent, whatever the method."""
         target = request.get(TARGET_KEY)
         if target is None:
             return
@@ -582,12 +626,14 @@ class Proxy:
             return None
 
     async def _serve_stored(
-        self, request: web.BaseRequest, cached: CachedBody, age: float, status: CacheStatus
+        self, request: web.BaseRequest, cached: CachedBody, age: float, status: CacheStatus,
+        client_only: Headers = (),
     ) -> web.StreamResponse:
         await self._authorize(request, cached.meta.headers)
         request[STATUS_KEY] = status
+        fields = (*cached.meta.headers, *client_only) if client_only else cached.meta.headers
         plan = respond.plan(request.method, _request_headers(request), cached.meta.status,
-                            cached.meta.headers, cached.size, age)
+                            fields, cached.size, age)
         headers = self._client_headers(request, plan.headers, status)
         with self._streaming(request, cached.key, cached.meta):
             return await deliver.send_file(request, plan, cached.file, headers)
@@ -623,9 +669,10 @@ class Proxy:
         if fill is not None and fill.closed:
             fill = None  # ended meanwhile: its entry (if committed) is in the store
         if fill is not None and (fill.spill_error is not None
-                                 or not self._fill_matches(fill, request)):
-            # The disk failed under this fill (it relays to its own readers only), or it is
-            # another variant than this request's.
+                                 or not self._fill_matches(fill, request)
+                                 or not self._reusable(fill, request)):
+            # The disk failed under this fill (it relays to its own readers only), it is
+            # another variant than this request's, or this request may not reuse it.
             return await self._fetch_uncached(request, target, CacheStatus.PASS)
         if fill is not None and not self._purged(fill):
             return await self._serve_fill(request, fill, CacheStatus.HIT)
@@ -641,7 +688,8 @@ class Proxy:
         pending = self._pending.get(key)
         if pending is not None:
             fill = await asyncio.shield(pending)
-            if fill is not None and fill.joinable and self._fill_matches(fill, request):
+            if fill is not None and fill.joinable and self._fill_matches(fill, request) and (
+                    self._reusable(fill, request)):
                 return await self._serve_fill(request, fill, CacheStatus.HIT)
             served = await self._serve_current(request, key)
             if served is not None:
@@ -672,7 +720,7 @@ class Proxy:
             try:
                 return await self._as_claimant(request, target, cached, status, claim, future)
             finally:
-                if not fill_owns(claim, self.fills.get(key)):
+                if not claim.owned_by_fill:  # else the fill releases it when its body ends
                     claim.release()
         finally:
             if not future.done():
@@ -712,7 +760,7 @@ class Proxy:
             current.close()
         headers = self._forward_headers(request, for_fill=True)
         if cached is not None:
-            headers += _conditionals(cached.meta)
+            headers += revalidate.conditional_fields(cached.meta.headers)
         request_time = self.clock()
         try:
             origin = await self._origin_request("GET", target, headers)
@@ -728,18 +776,22 @@ class Proxy:
             return await self._serve_stale_on_error(request, cached)
         if origin.status == 304 and cached is not None:
             origin.release()
+            merged = revalidate.merge_304(cached.meta.headers, origin.headers)
             meta = StoredResponse(
                 status=cached.meta.status,
-                headers=_merge_304(cached.meta.headers, origin.headers),
+                headers=merged.stored,
                 request_time=request_time,
                 response_time=self.clock(),
                 body_size=cached.size,
             )
-            await self._store_call("refresh", self._refresh, key, cached.filename, meta)
+            if self._still_storable(meta, headers, target):
+                await self._store_call("refresh", self._refresh, key, cached.filename, meta)
             _hand_over(claim, future)
             cached.meta = meta
             age = current_age(meta, self.clock())
-            return await self._serve_stored(request, cached, age, CacheStatus.REVALIDATED)
+            # Per-client fields of the 304 (Set-Cookie...) go to this client only.
+            return await self._serve_stored(request, cached, age, CacheStatus.REVALIDATED,
+                                            merged.client_only)
         if origin.status in (404, 410) and cached is not None and self.store is not None:
             # Deleted at the origin: a ban (not a local delete) so every worker's memory tier
             # and, in strict mode, every running stream of it learn it at once.
@@ -768,7 +820,7 @@ class Proxy:
                 if info.get("pass") or info.get("spilled"):
                     return await self._fetch_uncached(request, target, CacheStatus.PASS)
                 try:
-                    handle = io.FileIO(claims.paths(key).part, "r")
+                    handle = io.FileIO(claims.part_path(key, info), "r")
                     hold(handle.fileno())
                 except FileNotFoundError:
                     await asyncio.sleep(0.005)  # committed meanwhile: the claim goes next
@@ -777,7 +829,8 @@ class Proxy:
                                     info.get("expected"), handle)
                 remote.vary_names = tuple(info.get("vary_names", ()))
                 remote.variant = str(info.get("variant", ""))
-                if self._purged(remote) or not self._fill_matches(remote, request):
+                if self._purged(remote) or not self._fill_matches(remote, request) or (
+                        not self._reusable(remote, request)):
                     remote.close()
                     return await self._fetch_uncached(request, target, CacheStatus.PASS)
                 try:
@@ -810,15 +863,16 @@ class Proxy:
                    expected: int | None) -> Fill:
         """Start the temp file of `target`'s body under `claim` and publish what followers in
         other processes need (headers, length, key, variant, tags) before its first byte."""
-        names = decide.vary_names(meta.headers)
-        fill = Fill(target.key, str(claim.paths.part), meta, expected)
+        names = self._vary_names(meta.headers)
+        fill = Fill(target.key, str(claim.part), meta, expected)
         try:
             fill.vary_names = names
             fill.variant = target.variant
             fill.vary_record = (target.url_key, names)
             claim.publish({"meta": meta_dict(meta), "expected": expected, "key": target.key,
                            "vary_names": list(names), "variant": target.variant,
-                           "tags": list(response_tags(meta.headers))})
+                           "tags": list(response_tags(meta.headers)),
+                           "part": claim.part.name})
         except OSError:
             fill.fail()
             fill.close()
@@ -826,6 +880,7 @@ class Proxy:
                 self.store.discard_temp(fill.temp_path)
             raise
         fill.claim = claim
+        claim.owned_by_fill = True
         return fill
 
     async def _from_origin(
@@ -847,10 +902,13 @@ class Proxy:
             "GET", origin.status, sent, origin.headers, response_time,
             self._lifetime_rule(target.path),
         )
+        client_only: Headers = ()
         if storable:
-            meta = StoredResponse(origin.status, tuple(origin.headers), request_time,
+            split = revalidate.for_storage(origin.headers)
+            client_only = split.client_only  # this client's own fields, kept out of the store
+            meta = StoredResponse(origin.status, split.stored, request_time,
                                   response_time, origin.content_length or 0)
-            names = decide.vary_names(origin.headers)
+            names = self._vary_names(origin.headers)
             # Stored under its own variant's key (RFC 9111 §4.1), side by side with others.
             stored_target = dataclasses.replace(
                 target, variant=vary.variant(names, self._vary_fields(request)) if names else "")
@@ -880,10 +938,11 @@ class Proxy:
         task = asyncio.create_task(self._run_fill(fill, origin))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return await self._serve_fill(request, fill, status)
+        return await self._serve_fill(request, fill, status, client_only)
 
     async def _serve_fill(
-        self, request: web.BaseRequest, fill: FillView, status: CacheStatus
+        self, request: web.BaseRequest, fill: FillView, status: CacheStatus,
+        client_only: Headers = (),
     ) -> web.StreamResponse:
         # Counted as a reader while the callout may be asked, so the fill is not abandoned
         # as "every client left" while its only client waits for its answer.
@@ -896,8 +955,9 @@ class Proxy:
         request[STATUS_KEY] = status
         # Age only on answers from the cache (RFC 9111 §5.1), i.e. for those joining a fill.
         age = current_age(fill.meta, self.clock()) if status is CacheStatus.HIT else None
+        fields = (*fill.meta.headers, *client_only) if client_only else fill.meta.headers
         plan = respond.plan(request.method, _request_headers(request), fill.meta.status,
-                            fill.meta.headers, fill.expected, age)
+                            fields, fill.expected, age)
         headers = self._client_headers(request, plan.headers, status)
         with self._streaming(request, fill.key, fill.meta):
             return await deliver.send_fill(request, plan, fill, headers)
@@ -932,7 +992,12 @@ class Proxy:
             elif fill.spill_error is not None:
                 fill.finish()
                 outcome = "store_error"
-            elif fill.finish():
+            elif fill.finish() and not await asyncio.to_thread(fill.verify):
+                # Not the file, the size or the bytes this fill wrote: never adopted.
+                outcome = "mismatch"
+                self.metrics.store_errors.labels("fill_verify").inc()
+                log.error("fill of %s failed its identity check: not committed", fill.key)
+            elif fill.state is FillState.COMPLETE:
                 meta = dataclasses.replace(fill.meta, body_size=fill.written)
                 committed = await asyncio.to_thread(store.commit, fill.key, fill.temp_path, meta,
                                                     response_tags(meta.headers), fill.vary_record)
@@ -1107,17 +1172,6 @@ def response_tags(headers: Headers) -> tuple[str, ...]:
     return parse_tags(v for k, v in headers if k.lower() in TAG_HEADERS)
 
 
-def _in_networks(remote: str | None, networks: list[ipaddress.IPv4Network |
-                                                  ipaddress.IPv6Network]) -> bool:
-    if remote is None:
-        return False
-    try:
-        address = ipaddress.ip_address(remote)
-    except ValueError:
-        return False
-    return any(address in net for net in networks)
-
-
 def fill_names(target: cachekey.Target) -> tuple[str, ...]:
     """The Vary names a target's variant was computed with (for a refresh to keep it)."""
     if not target.variant:
@@ -1133,33 +1187,8 @@ def _hand_over(claim: Claim, future: asyncio.Future[Fill | None]) -> None:
         future.set_result(None)
 
 
-def fill_owns(claim: Claim, fill: Fill | None) -> bool:
-    """True when a running fill took over `claim` (it releases it when the body ends)."""
-    return fill is not None and fill.claim is claim
-
-
-def _conditionals(stored: StoredResponse) -> list[tuple[str, str]]:
-    """The conditional request fields that revalidate `stored` (RFC 9111 §4.3.1)."""
-    fields = []
-    etag = get(stored.headers, "etag")
-    if etag is not None:
-        fields.append(("If-None-Match", etag))
-    last_modified = get(stored.headers, "last-modified")
-    if last_modified is not None:
-        fields.append(("If-Modified-Since", last_modified))
-    return fields
-
-
 def _reason(status: int) -> str:
     try:
         return http.HTTPStatus(status).phrase
     except ValueError:
         return ""
-
-
-def _merge_304(stored: Headers, fresh: Headers) -> tuple[tuple[str, str], ...]:
-    """RFC 9111 §4.3.4: fields in the 304 replace the stored ones of the same name."""
-    replaced = {k.lower() for k, _ in fresh if k.lower() not in _KEEP_ON_304}
-    kept = [(k, v) for k, v in stored if k.lower() not in replaced]
-    added = [(k, v) for k, v in fresh if k.lower() not in _KEEP_ON_304]
-    return tuple(kept + added)

@@ -43,7 +43,7 @@ class Metrics:
         self.fills = Counter(
             "mediaproxy_fills",
             "Origin bodies streamed into the store, by outcome "
-            "(committed, incomplete, origin_error, store_error).",
+            "(committed, incomplete, origin_error, store_error, purged, abandoned, mismatch).",
             ["outcome"], registry=registry,
         )
         self.store_errors = Counter(
@@ -79,7 +79,7 @@ class Metrics:
         for outcome in ("ok", "error", "timeout"):
             self.origin_requests.labels(outcome)
         for outcome in ("committed", "incomplete", "origin_error", "store_error", "purged",
-                        "abandoned"):
+                        "abandoned", "mismatch"):
             self.fills.labels(outcome)
 
     def observe_request(

@@ -1,6 +1,7 @@
 """Request target -> normalised target and readable cache key (no hashing: prefix purge is a range).
 
-Rule: two URIs that RFC 3986 §6.2.2 calls equivalent get one key; anything that could be read
+Rule: two URIs that RFC 3986 §6.2.2 calls equivalent get one key, and so do paths that differ
+only by repeated slashes (folded, as nginx `merge_slashes` does); anything that could be read
 as a traversal by some origin (dot segments, encoded `/` or `\\`, control bytes) is rejected,
 never "resolved", so a key can never name something the origin would serve under another path.
 """
@@ -70,7 +71,11 @@ def _normalise_component(raw: str, allowed_raw: frozenset[str], *, in_path: bool
             out.append(ch)
         else:
             # Raw spaces, quotes and non-ASCII are equivalent to their encoded form.
-            out.extend(f"%{b:02X}" for b in ch.encode("utf-8"))
+            try:
+                encoded = ch.encode("utf-8")
+            except UnicodeEncodeError:
+                return None  # a lone surrogate (undecodable bytes): no URL names it
+            out.extend(f"%{b:02X}" for b in encoded)
         i += 1
     return "".join(out)
 
@@ -83,6 +88,7 @@ def _query_name(pair: str) -> str:
 # Already normal: only characters that stay as they are, no "%", no dot segments. Most media
 # URLs look like this, and skip the character-by-character pass.
 _PLAIN_PATH = re.compile(r"/(?:[A-Za-z0-9\-_~!$&'()*+,;=:@/]|\.(?=[^./]))*")
+_SLASHES = re.compile(r"/{2,}")
 _PLAIN_QUERY = re.compile(r"[A-Za-z0-9\-._~!$'()*+,;:@/?=&]*")
 
 
@@ -96,7 +102,7 @@ def normalise_target(
     """Normalise the request target; `strip_params` are removed from the query (token fields)."""
     if len(raw_path) + len(raw_query) > max_length:
         return Rejected(414, "uri_too_long")
-    if not strip_params and _PLAIN_PATH.fullmatch(raw_path) and (
+    if not strip_params and _PLAIN_PATH.fullmatch(raw_path) and "//" not in raw_path and (
             not raw_query or _PLAIN_QUERY.fullmatch(raw_query)) and "&&" not in raw_query and (
             not raw_query.startswith("&") and not raw_query.endswith("&")):
         return Target(raw_path, raw_query)
@@ -108,6 +114,9 @@ def normalise_target(
     for segment in path.split("/"):
         if segment in (".", ".."):
             return Rejected(400, "path_traversal")
+    # Empty segments are folded as nginx (`merge_slashes`) and most origins do, so `//vault/x`
+    # is the `/vault/x` the access rules, the key and the origin all see.
+    path = _SLASHES.sub("/", path)
     query = ""
     if raw_query:
         kept: list[str] = []

@@ -1,10 +1,12 @@
 """Cross-process fill coordination: at most one process fills a key at a time.
 
 Rule: the filler holds an exclusive flock on `locks/<h>.lock` for the whole fill and publishes
-the response metadata in `tmp/<h>.meta` before the first body byte lands in `tmp/<h>.part`; a
-process that finds the lock held follows that fill by tailing the part file. The kernel drops
-a flock when its process dies, so a crashed filler never blocks a key; its leftovers are
-removed by the next claimant (or the start-up sweep), never by a reader.
+the response metadata in `tmp/<h>.meta` (naming its body file) before the first body byte lands
+in its own `tmp/<h>.<unique>.part`: a file name is never shared by two fills, so no fill can
+write into another's body. A process that finds the lock held follows that fill by tailing the
+part file the metadata names. The kernel drops a flock when its process dies, so a crashed
+filler never blocks a key; its leftovers are removed by the sweep once no live process holds
+the key's lock, never by a reader. Only the claim's owner releases it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import hashlib
 import json
 import logging
 import os
+import re
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,12 +78,22 @@ def lock_held(lock: Path) -> bool:
     return probe(str(lock), exclusive=False) is False
 
 
+_PART_NAME = re.compile(r"[0-9a-f]{64}(?:\.[0-9a-f]{32})?\.part")
+
+
 class Claim:
     """Held by the filling process; `release` ends the fill for every follower."""
 
     def __init__(self, fd: int, paths: FillPaths) -> None:
         self._fd = fd
         self.paths = paths
+        # This claim's own body file: unique, so a fill of this key that outlived a bug in
+        # claim handling can never share (and truncate, or commit) another fill's file.
+        self.part = paths.part.with_name(
+            f"{paths.part.name[:-len('.part')]}.{uuid.uuid4().hex}.part")
+        # Set when a running fill took the claim over: it releases it when its body ends,
+        # and nobody else may (the request that started it may leave long before).
+        self.owned_by_fill = False
 
     def publish(self, meta: dict[str, Any]) -> None:
         """Atomically (re)write the metadata file followers read."""
@@ -150,6 +164,13 @@ class Claims:
 
     def is_held(self, key: str) -> bool:
         return lock_held(self.paths(key).lock)
+
+    def part_path(self, key: str, info: dict[str, Any]) -> Path:
+        """The body file of the fill `info` (its published metadata) describes."""
+        name = info.get("part")
+        if isinstance(name, str) and _PART_NAME.fullmatch(name):
+            return self.tmp_dir / name
+        return self.paths(key).part  # published by a process running an older version
 
     def read_meta(self, key: str) -> dict[str, Any] | None:
         try:

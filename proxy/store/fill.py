@@ -13,6 +13,7 @@ import asyncio
 import collections
 import enum
 import fcntl
+import hashlib
 import io
 import os
 from typing import Protocol
@@ -76,8 +77,12 @@ class Fill:
         self._spill_bytes = 0
         self._positions: dict[int, int] = {}  # reader id -> next offset it will send
         self._changed = asyncio.Event()
+        # Of every byte written to the temp file, in order: `verify` checks the file against
+        # it before the commit adopts the file.
+        self._digest = hashlib.sha256()
         try:
-            self._fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            # Owner-only: cached bodies may be protected items (the cache dir is 0700 too).
+            self._fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             # Readers dup this fd rather than open the path: the path disappears at commit
             # (renamed into the cache) or at discard, while joiners may still arrive.
             self._read_fd = os.open(temp_path, os.O_RDONLY)
@@ -137,6 +142,7 @@ class Fill:
             try:
                 while view:
                     n = os.write(self._fd, view)
+                    self._digest.update(view[:n])
                     view = view[n:]
                     self.disk_bytes += n
             except OSError as exc:
@@ -185,6 +191,27 @@ class Fill:
         self.state = FillState.COMPLETE if complete else FillState.FAILED
         self._wake()
         return complete and self.spill_error is None
+
+    def verify(self) -> bool:
+        """Is the file at `temp_path` exactly the body this fill wrote: the same file (inode)
+        it created, of the size it wrote, with the digest of the bytes it wrote? Checked
+        before the commit adopts the file (blocking: run it in a thread)."""
+        if self._read_fd < 0 or self.spill_error is not None:
+            return False
+        try:
+            mine = os.fstat(self._read_fd)
+            there = os.stat(self.temp_path)
+            if (mine.st_dev, mine.st_ino) != (there.st_dev, there.st_ino):
+                return False
+            if there.st_size != self.disk_bytes or self.disk_bytes != self.written:
+                return False
+            digest = hashlib.sha256()
+            with open(self.temp_path, "rb", buffering=0) as body:
+                while chunk := body.read(1 << 20):
+                    digest.update(chunk)
+        except OSError:
+            return False
+        return digest.digest() == self._digest.digest()
 
     def fail(self) -> None:
         self._close_fd()

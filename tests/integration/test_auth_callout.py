@@ -39,7 +39,7 @@ async def site(origin: Origin, make_proxy: ProxyFactory, clock: Clock) -> Any:
     await origin.publish("/pub/logo.png", BODY)
     await grant(origin, "alice", "/members/")
     await grant(origin, "bob", "/other/")
-    return await make_proxy(clock=clock, auth=CALLOUT)
+    return await make_proxy(clock=clock, auth=CALLOUT, admin={"token": ADMIN_TOKEN})
 
 
 async def test_allowed_session_gets_the_object_from_one_shared_cache_entry(
@@ -167,7 +167,8 @@ async def test_head_allow_is_not_reused_for_get(origin: Origin, make_proxy: Prox
 
     server = await endpoint(head_only)
     try:
-        proxy = await make_proxy(auth={**CALLOUT, "callout_url": str(server.make_url("/auth"))})
+        proxy = await make_proxy(auth={**CALLOUT, "callout_url": str(server.make_url("/auth"))},
+                                 admin={"token": ADMIN_TOKEN})
         r = await proxy.head("/members/talk.mp4", headers={"Cookie": "session=alice"})
         assert r.status == 200
         r = await proxy.get("/members/talk.mp4", headers={"Cookie": "session=alice"})
@@ -190,7 +191,8 @@ async def test_answer_in_flight_during_a_purge_is_not_remembered(
 
     server = await endpoint(slow)
     try:
-        proxy = await make_proxy(auth={**CALLOUT, "callout_url": str(server.make_url("/auth"))})
+        proxy = await make_proxy(auth={**CALLOUT, "callout_url": str(server.make_url("/auth"))},
+                                 admin={"token": ADMIN_TOKEN})
         alice = {"Cookie": "session=alice"}
         first = asyncio.ensure_future(proxy.get("/members/talk.mp4", headers=alice))
         await asyncio.sleep(0.1)

@@ -36,8 +36,9 @@ class Node:
 
 
 async def start_node(make_proxy: ProxyFactory, **sections: Any) -> Node:
-    proxy = await make_proxy(admin={"token": TOKEN},
-                             cache={"eviction_interval_seconds": 0.05}, **sections)
+    admin_section = {"token": TOKEN, **sections.pop("admin", {})}
+    proxy = await make_proxy(admin=admin_section, cache={"eviction_interval_seconds": 0.05},
+                             **sections)
     app = create_admin_app(proxy.runtime.config, CollectorRegistry(),
                            lambda: proxy.runtime.store)
     admin = TestClient(TestServer(app, host="127.0.0.1", port=free_port()), timeout=TIMEOUT)
@@ -196,11 +197,16 @@ async def test_purge_during_a_stream_lets_the_stream_finish(node: Node, origin: 
     assert (await node.get("/st/big.bin"))[0] == "MISS"
 
 
-async def test_purge_method_from_allowed_network(node: Node, origin: Origin) -> None:
-    await prime(node, origin, {"/pm/a": b"a"})
-    r = await node.proxy.request("PURGE", "/pm/a")
-    assert r.status == 200 and (await r.json())["value"] == "/pm/a"
-    assert (await node.get("/pm/a"))[0] == "MISS"
+async def test_purge_method_from_allowed_network(make_proxy: ProxyFactory,
+                                                 origin: Origin) -> None:
+    node = await start_node(make_proxy, admin={"purge_networks": "127.0.0.1/32"})
+    try:
+        await prime(node, origin, {"/pm/a": b"a"})
+        r = await node.proxy.request("PURGE", "/pm/a")
+        assert r.status == 200 and (await r.json())["value"] == "/pm/a"
+        assert (await node.get("/pm/a"))[0] == "MISS"
+    finally:
+        await node.admin.close()
 
 
 async def test_purge_method_refused_elsewhere(make_proxy: ProxyFactory, origin: Origin) -> None:

@@ -39,7 +39,7 @@ async def negotiating_origin() -> AsyncIterator[tuple[str, list[str]]]:
 async def test_variants_side_by_side(make_proxy: ProxyFactory,
                                      negotiating_origin: tuple[str, list[str]]) -> None:
     url, calls = negotiating_origin
-    proxy = await make_proxy(origin={"url": url})
+    proxy = await make_proxy(origin={"url": url}, admin={"purge_networks": "127.0.0.1/32"})
 
     async def get(accept: str | None) -> tuple[str, bytes]:
         r = await proxy.get("/img.jpg", headers={"Accept": accept} if accept else {})

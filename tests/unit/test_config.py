@@ -58,6 +58,16 @@ def test_env_overrides_file(tmp_path: Path) -> None:
         ({"auth": {"callout_timeout_seconds": 0}}, {}, "auth.callout_timeout_seconds"),
         ({"auth": {"callout_deny_seconds": -1}}, {}, "auth.callout_deny_seconds: must be >= 0"),
         ({"auth": {"callout_cache_entries": 0}}, {}, "auth.callout_cache_entries"),
+        # These checks once sat after a `return` and never ran.
+        ({"cache": {"eviction_interval_seconds": 0}}, {}, "cache.eviction_interval_seconds"),
+        ({"cache": {"heuristic_fraction": 5}}, {}, "cache.heuristic_fraction"),
+        ({"cache": {"memory_ttl_seconds": 0}}, {}, "cache.memory_ttl_seconds"),
+        ({"cache": {"fill_chunk_bytes": 1}}, {}, "cache.fill_chunk_bytes"),
+        ({"server": {"trusted_proxies": "10.0.0.0/8,front"}}, {},
+         "server.trusted_proxies: not a network: 'front'"),
+        ({"server": {"real_ip_header": "X-Client"}}, {}, "server.real_ip_header"),
+        ({"server": {"header_timeout_seconds": 0}}, {}, "server.header_timeout_seconds"),
+        ({"admin": {"purge_networks": "everyone"}}, {}, "admin.purge_networks: not a network"),
     ],
 )
 def test_bad_values_name_the_key(data: dict[str, object], env: dict[str, str],

@@ -14,7 +14,7 @@ from proxy.policy.cachekey import Rejected, Target, normalise_target
         ("/a", "x=1&y=2", "/a?x=1&y=2"),
         ("/a", "y=2&x=1", "/a?y=2&x=1"),  # order kept: different keys
         ("/a", "", "/a"),
-        ("/a//b", "", "/a//b"),
+        ("/a//b", "", "/a/b"),  # folded, as nginx merge_slashes
     ],
 )
 def test_normalisation(raw_path: str, raw_query: str, key: str) -> None:
@@ -79,3 +79,18 @@ def test_vary_variants() -> None:
     assert base_key("/a.jpg\x1faccept=x") == "/a.jpg"
     target = Target("/a.jpg", "q=1", "accept=x")
     assert target.url_key == "/a.jpg?q=1" and target.key.startswith("/a.jpg?q=1\x1f")
+
+
+def test_repeated_slashes_are_folded() -> None:
+    from proxy.policy.cachekey import Target, normalise_target
+
+    for raw in ("//vault/doc.pdf", "///vault//doc.pdf", "/vault//doc.pdf", "/vault/doc.pdf"):
+        assert normalise_target(raw) == Target("/vault/doc.pdf", "")
+    assert normalise_target("//a/", "x=1") == Target("/a/", "x=1")
+
+
+def test_undecodable_text_is_rejected() -> None:
+    from proxy.policy.cachekey import Rejected, normalise_target
+
+    assert isinstance(normalise_target("/a\udcff"), Rejected)
+    assert isinstance(normalise_target("/a", "q=\ud800"), Rejected)
