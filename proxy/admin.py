@@ -22,7 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from proxy.config import Config
 from proxy.errors import StoreError
-from proxy.metrics import StoreCollector
+from proxy.metrics import StoreCollector, register_process_collectors
 from proxy.policy import cachekey
 from proxy.policy.bans import Ban, BanKind
 from proxy.store.index import Store
@@ -116,9 +116,15 @@ def create_admin_app(
     workers_ready: Callable[[], tuple[int, int]] | None = None,
     clock: Callable[[], float] = time.time,
     cluster: Cluster | None = None,
+    config_for: Callable[[], Config] | None = None,
 ) -> web.Application:
+    """`config_for` gives the configuration now in force (a reload replaces it); the admin
+    listener's address and the node name are fixed at start."""
     app = web.Application(client_max_size=MAX_PURGE_BODY)
     node = node_name(config)
+    started_config = config
+    current = config_for or (lambda: started_config)
+    register_process_collectors(registry)
     registry.register(StoreCollector(
         lambda: _require(store_for()).volume(),
         lambda: _require(store_for()).entry_count(),
@@ -126,6 +132,7 @@ def create_admin_app(
     ))
 
     async def purge(request: web.Request) -> web.Response:
+        config = current()
         if not config.admin.token:
             return _error(403, "purge_disabled", "set admin.token to enable purging")
         if not authorized(config, request.headers.get("Authorization")):

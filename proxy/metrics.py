@@ -9,7 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -132,3 +139,28 @@ class StoreCollector(Collector):
             "mediaproxy_superseded_bytes", "Bytes of the superseded bodies held open.",
             superseded_bytes,
         )
+
+
+class BuildInfo(Collector):
+    """mediaproxy_build_info{version} 1, from whichever process serves /metrics (not a
+    multiprocess value: it must not be summed across workers)."""
+
+    def __init__(self, version: str) -> None:
+        self._version = version
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily("mediaproxy_build_info",
+                                   "Always 1; the running version in a label.",
+                                   labels=["version"])
+        family.add_metric([self._version], 1)
+        yield family
+
+
+def register_process_collectors(registry: CollectorRegistry) -> None:
+    """process_* (CPU, memory, open fds of the process serving /metrics: the supervisor when
+    workers > 1), python_info, and mediaproxy_build_info{version}."""
+    from proxy.version import version
+
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    registry.register(BuildInfo(version()))
