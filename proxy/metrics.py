@@ -22,6 +22,9 @@ from prometheus_client.registry import Collector
 
 from proxy.status import CacheStatus, method_label
 
+# The store operations counted in mediaproxy_store_errors_total (created at zero).
+STORE_OPERATIONS = ("lookup", "bans", "claim", "fill_create", "fill", "access_flush",
+                    "ban_sweep", "cull", "reap", "tmp_sweep", "orphan_scan", "stream_audit")
 DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
                     5, 10, 30, 60, 300)
 
@@ -83,6 +86,11 @@ class Metrics:
         )
         for status in CacheStatus:
             self.response_bytes.labels(status.value)
+            for method in ("GET", "HEAD"):
+                # Every series an alert names exists from zero, in every worker.
+                self.requests.labels(status.value, method)
+        for operation in STORE_OPERATIONS:
+            self.store_errors.labels(operation)
         for outcome in ("ok", "error", "timeout"):
             self.origin_requests.labels(outcome)
         for outcome in ("committed", "incomplete", "origin_error", "store_error", "purged",
