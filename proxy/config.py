@@ -46,6 +46,7 @@ class ServerConfig:
     max_header_bytes: int = 8190  # longer header lines get 400 (aiohttp's parser enforces)
     shutdown_timeout_seconds: float = 10.0  # graceful stop: let open responses finish
     via: str = "mediaproxy"  # pseudonym in the Via header we add (RFC 9110 §7.6.3)
+    server_header: str = "mediaproxy"  # Server field of our answers (no version by default)
 
     def validate(self) -> None:
         _listen(self.listen, "server.listen")
@@ -58,6 +59,8 @@ class ServerConfig:
             raise ConfigError("server.max_header_bytes: must be between 1024 and 1048576")
         if self.shutdown_timeout_seconds < 0:
             raise ConfigError("server.shutdown_timeout_seconds: must be >= 0")
+        if not self.server_header or any(c in self.server_header for c in "\r\n"):
+            raise ConfigError("server.server_header: must be non-empty, on one line")
         if listeners_overlap(self.listen, self.admin_listen):
             raise ConfigError(f"server.admin_listen: must differ from server.listen "
                               f"({self.admin_listen!r} and {self.listen!r} share a port)")
@@ -264,6 +267,7 @@ class ClusterConfig:
 class LogConfig:
     level: str = "info"  # debug | info | warning | error
     format: str = "text"  # text (development) | json (one JSON object per line, production)
+    # | combined (access lines in NCSA combined + cache status and duration; the rest as text)
     access_log: bool = True  # one line per request
 
     def validate(self) -> None:
@@ -271,8 +275,9 @@ class LogConfig:
             raise ConfigError(
                 f"log.level: must be debug, info, warning or error, got {self.level!r}"
             )
-        if self.format not in ("text", "json"):
-            raise ConfigError(f"log.format: must be text or json, got {self.format!r}")
+        if self.format not in ("text", "json", "combined"):
+            raise ConfigError(
+                f"log.format: must be text, json or combined, got {self.format!r}")
 
 
 @dataclass(frozen=True, slots=True)

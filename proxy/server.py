@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from aiohttp import web
+from aiohttp import web, web_response
 from prometheus_client import CollectorRegistry
 
 from proxy import listen as listen_mod
@@ -133,6 +133,9 @@ def _access_log_args(config: Config) -> dict[str, object]:
 
 def public_runner(public: PublicApp, config: Config) -> web.ServerRunner:
     """The public listener's runner (single process, each generation, and every worker)."""
+    # aiohttp fills in `Server: Python/x aiohttp/y` from this module global when a response
+    # has none: ours names no versions (server.server_header).
+    web_response.SERVER_SOFTWARE = config.server.server_header  # type: ignore[attr-defined]
     return web.ServerRunner(public.make_server(**_access_log_args(config)),
                             shutdown_timeout=config.server.shutdown_timeout_seconds)
 
