@@ -34,10 +34,20 @@ SHUTDOWN_TIMEOUT_SECONDS = 3.0
 log = logging.getLogger("origin.cli")
 
 
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("mediaproxy")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mediaproxy-origin", description="The reference media origin (SQLite-backed)."
     )
+    parser.add_argument("--version", action="version", version=f"mediaproxy-origin {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="serve media over HTTP")

@@ -22,9 +22,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from proxy.config import Config
 from proxy.errors import StoreError
-from proxy.metrics import StoreCollector
+from proxy.metrics import StoreCollector, register_process_collectors
 from proxy.policy import cachekey, tokens
 from proxy.policy.bans import Ban, BanKind
+from proxy.policy.freshness import Heuristic
+from proxy.store import listing
 from proxy.store.index import Store
 
 if TYPE_CHECKING:  # redis is imported only when [cluster] redis_url is set
@@ -123,9 +125,15 @@ def create_admin_app(
     workers_ready: Callable[[], tuple[int, int]] | None = None,
     clock: Callable[[], float] = time.time,
     cluster: Cluster | None = None,
+    config_for: Callable[[], Config] | None = None,
 ) -> web.Application:
+    """`config_for` gives the configuration now in force (a reload replaces it); the admin
+    listener's address and the node name are fixed at start."""
     app = web.Application(client_max_size=MAX_PURGE_BODY)
     node = node_name(config)
+    started_config = config
+    current = config_for or (lambda: started_config)
+    register_process_collectors(registry)
     registry.register(StoreCollector(
         lambda: _require(store_for()).volume(),
         lambda: _require(store_for()).entry_count(),
@@ -133,6 +141,7 @@ def create_admin_app(
     ))
 
     async def purge(request: web.Request) -> web.Response:
+        config = current()
         if not config.admin.token:
             return _error(403, "purge_disabled", "set admin.token to enable purging")
         if not authorized(config, request.headers.get("Authorization")):
@@ -174,6 +183,44 @@ def create_admin_app(
             body["cluster"] = cluster.status()
         return web.json_response(body)
 
+    def heuristic() -> Heuristic:
+        cache = current().cache
+        return Heuristic(cache.heuristic_fraction, cache.heuristic_max_seconds)
+
+    async def entries(request: web.Request) -> web.Response:
+        store = store_for()
+        if store is None:
+            return _error(503, "store_unavailable", "the cache directory is not usable")
+        raw_prefix = request.query.get("prefix", "")
+        prefix = raw_prefix
+        if prefix:
+            key = purge_target(prefix, current().server.max_url_bytes)
+            if key is None:
+                return _error(400, "bad_prefix", "prefix: not a valid path")
+            prefix = key
+        try:
+            limit = int(request.query.get("limit", "100"))
+        except ValueError:
+            return _error(400, "bad_limit", "limit: expected an integer")
+        try:
+            body = await asyncio.to_thread(listing.entries, store, prefix, limit, heuristic())
+        except StoreError as exc:
+            return _error(503, "store_error", exc.message)
+        return web.json_response(body)
+
+    async def entry(request: web.Request) -> web.Response:
+        store = store_for()
+        if store is None:
+            return _error(503, "store_unavailable", "the cache directory is not usable")
+        key = purge_target(request.query.get("url", ""), current().server.max_url_bytes)
+        if not request.query.get("url") or key is None:
+            return _error(400, "bad_url", "url: give a URL or path")
+        try:
+            body = await asyncio.to_thread(listing.entry, store, key, heuristic())
+        except StoreError as exc:
+            return _error(503, "store_error", exc.message)
+        return web.json_response(body)
+
     async def metrics(_: web.Request) -> web.Response:
         body = await asyncio.to_thread(generate_latest, registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -197,6 +244,8 @@ def create_admin_app(
 
     app.router.add_post("/purge", purge)
     app.router.add_get("/stats", stats)
+    app.router.add_get("/entries", entries)
+    app.router.add_get("/entry", entry)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -204,15 +253,15 @@ def create_admin_app(
 
 
 def _stats(store: Store, registry: CollectorRegistry) -> dict[str, Any]:
-    requests: dict[str, float] = {}
+    requests: dict[str, int] = {}
     for family in registry.collect():
         if family.name == "mediaproxy_requests":
             for sample in family.samples:
                 if sample.name.endswith("_total"):
                     status = sample.labels["cache_status"]
-                    requests[status] = requests.get(status, 0.0) + sample.value
+                    requests[status] = requests.get(status, 0) + int(sample.value)
     served = sum(requests.values())
-    hits = requests.get("HIT", 0.0) + requests.get("REVALIDATED", 0.0)
+    hits = requests.get("HIT", 0) + requests.get("REVALIDATED", 0)
     graveyard = store.graveyard_stats()
     return {
         "entries": store.entry_count(),

@@ -1,42 +1,52 @@
-"""`mediaproxy serve | demo | check-config | worker`: the command line.
+"""The `mediaproxy` command line: serve, demo, check-config, sign, purge, inspect, stats.
 
 Rule: configuration errors and bad arguments end with a one-line message on stderr and exit
-status 2; no traceback reaches the terminal.
+status 2, start-up failures (a port taken, the cache directory locked) with one line and exit
+status 1; no traceback reaches the terminal. Every subcommand reads the same configuration
+file: --config, else $MEDIAPROXY_CONFIG, else /etc/mediaproxy/mediaproxy.toml when present.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
-import os
-import signal
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
-from pathlib import Path
 
 from proxy import config as config_mod
 from proxy.config import Config
-from proxy.errors import ConfigError
+from proxy.errors import ConfigError, StartupError
 from proxy.logs import configure
+from proxy.version import version
 
-log = logging.getLogger("mediaproxy")
+DESCRIPTION = """\
+mediaproxy: a caching reverse proxy for media origins (images, documents, large video).
 
-DEMO_PATHS = (
-    "/media/images/gradient-64.png",
-    "/media/images/photo-1920x1080.png",
-    "/media/docs/sample.pdf",
-    "/media/video/sample.mp4",
-)
+Run `mediaproxy serve` under systemd (deploy/mediaproxy.service) or a terminal; SIGHUP reloads
+the configuration, SIGTERM stops gracefully. To try it out, `mediaproxy demo` starts a
+reference origin with sample media and the proxy in front of it."""
+
+EPILOG = f"""\
+configuration:
+  Every command reads --config FILE, else ${config_mod.CONFIG_ENV}, else
+  {config_mod.DEFAULT_PATH} when it exists, else built-in defaults. Any key can be
+  overridden as MEDIAPROXY_<SECTION>_<KEY>, e.g. MEDIAPROXY_CACHE_DIR=/srv/cache.
+
+examples:
+  mediaproxy check-config --config /etc/mediaproxy/mediaproxy.toml
+  mediaproxy serve
+  kill -HUP <pid>                                # reload the configuration
+  mediaproxy purge --prefix /media/campaign/
+  mediaproxy inspect --prefix /media/images/ --limit 20
+  mediaproxy stats
+  mediaproxy sign /media/private/report.pdf --ttl 3600
+
+exit status: 0 ok, 1 start-up or runtime failure, 2 configuration or usage error."""
 
 
-def _load(path: str | None) -> Config:
+def load(path: str | None) -> Config:
     return config_mod.load(path)
 
 
-def _out(text: str) -> None:
+def out(text: str) -> None:
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
 
@@ -44,127 +54,15 @@ def _out(text: str) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     from proxy.server import serve
 
-    config = _load(args.config)
+    config = load(args.config)
     configure(config.log)
-    serve(config, args.config)
-    return 0
-
-
-def cmd_worker(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from proxy.server import run_worker
-
-    config = _load(args.config)
-    configure(config.log)
-    asyncio.run(run_worker(config, args.index))
-    return 0
+    return serve(config, args.config)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    config = _load(args.config)
-    _out(f"ok: {config}")
-    return 0
+    from proxy.checkconfig import check
 
-
-def _wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes]) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return False
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return True
-        except urllib.error.HTTPError:
-            return True  # it answered
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.2)
-    return False
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    """The reference origin (seeded with sample media) and the proxy in front of it."""
-    from proxy.server import serve
-
-    config = _load(args.config)
-    configure(config.log)
-    origin_url = config.origin.url.rstrip("/")
-    host_port = origin_url.split("://", 1)[1]
-    host, _, port = host_port.rpartition(":")
-    data_dir = Path(args.data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    token = os.environ.get("MEDIAPROXY_ORIGIN_TOKEN", "demo-admin-token")
-    log.info("starting the reference origin on %s (first run seeds ~200 MB of sample media)",
-             origin_url)
-    args_ = [sys.executable, "-m", "origin", "serve", "--db", str(data_dir / "media.sqlite3"),
-             "--host", host, "--port", port, "--admin-token", token, "--seed"]
-    if config.admin.token:
-        # The CMS flow: every publish, access change or delete purges the item's URL here.
-        args_ += ["--purge-url", f"http://{config.server.admin_listen}/purge",
-                  "--purge-token", config.admin.token]
-    origin = subprocess.Popen(args_)
-    try:
-        if not _wait_http(origin_url + "/_origin/stats", 300, origin):
-            sys.stderr.write("error: the reference origin did not start\n")
-            return 1
-        public = "http://" + config.server.listen
-        admin = "http://" + config.server.admin_listen
-        _out("")
-        _out(f"mediaproxy is starting in front of {origin_url}. Try:")
-        for path in DEMO_PATHS:
-            _out(f"  curl -sS -o /dev/null -D - {public}{path}    # twice: MISS, then HIT")
-        _out(f"  curl -sS {admin}/metrics | grep mediaproxy_requests_total")
-        _out("  publish a new revision (the origin then purges it here):")
-        _out(f"    .venv/bin/mediaproxy-origin put /media/docs/sample.pdf FILE --url {origin_url}"
-             f" --token {token}")
-        if config.admin.token:
-            _out(f"  purge: .venv/bin/mediaproxy purge --prefix /media/images/ --config "
-                 f"{args.config}")
-        _out("Ctrl-C stops both.")
-        _out("")
-        serve(config, args.config)
-        return 0
-    finally:
-        if origin.poll() is None:
-            origin.send_signal(signal.SIGTERM)
-            try:
-                origin.wait(10)
-            except subprocess.TimeoutExpired:
-                origin.kill()
-
-
-def cmd_purge(args: argparse.Namespace) -> int:
-    """POST /purge to this node's admin listener (the config says where, and the token)."""
-    import json
-
-    config = _load(args.config)
-    token = args.token or config.admin.token
-    if not token:
-        sys.stderr.write("mediaproxy: no admin token (set admin.token or pass --token)\n")
-        return 2
-    body: dict[str, object] = {"soft": args.soft}
-    if args.all:
-        body["all"] = True
-    else:
-        kind, value = next((k, v) for k, v in (("url", args.url), ("prefix", args.prefix),
-                                               ("tag", args.tag)) if v is not None)
-        body[kind] = value
-    if args.wait_all:
-        body["wait"] = True
-    url = args.admin_url or f"http://{config.server.admin_listen}"
-    request = urllib.request.Request(
-        url.rstrip("/") + "/purge", data=json.dumps(body).encode(), method="POST",
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=args.timeout) as response:
-            _out(response.read().decode().strip())
-            return 0
-    except urllib.error.HTTPError as exc:
-        sys.stderr.write(f"mediaproxy: purge refused ({exc.code}): {exc.read().decode()}\n")
-        return 1
-    except (urllib.error.URLError, OSError) as exc:
-        sys.stderr.write(f"mediaproxy: cannot reach the admin listener at {url}: {exc}\n")
-        return 1
+    return check(args.config, out)
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
@@ -172,7 +70,7 @@ def cmd_sign(args: argparse.Namespace) -> int:
     from proxy.policy.tokens import parse_keys
     from proxy.signing import sign_url
 
-    config = _load(args.config)
+    config = load(args.config)
     keys = parse_keys(config.auth.keys)
     if isinstance(keys, str) or not keys:
         sys.stderr.write("mediaproxy: no signing keys (set auth.keys = \"kid=secret\")\n")
@@ -191,27 +89,57 @@ def cmd_sign(args: argparse.Namespace) -> int:
     except ValueError as exc:
         sys.stderr.write(f"mediaproxy: {exc}\n")
         return 2
-    _out(url)
+    out(url)
     return 0
 
 
+def _with_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", metavar="FILE", default=config_mod.default_path(),
+                   help=f"TOML configuration (default: ${config_mod.CONFIG_ENV}, else "
+                        f"{config_mod.DEFAULT_PATH} if present, else built-in defaults)")
+
+
+def _admin_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--admin-url", metavar="URL", help="default: http://<server.admin_listen>")
+    p.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="give up on the admin listener after this long (default: 30)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mediaproxy", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    from proxy import admin_client, demo
 
-    def with_config(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--config", "-c", default=os.environ.get("MEDIAPROXY_CONFIG"),
-                       help="TOML configuration file (default: built-in defaults + env)")
+    parser = argparse.ArgumentParser(
+        prog="mediaproxy", description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"mediaproxy {version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("serve", help="run the proxy")
-    with_config(p)
+    p = sub.add_parser("serve", help="run the proxy (SIGHUP reloads, SIGTERM stops)",
+                       description="Run the proxy: the public and admin listeners, and "
+                                   "server.workers worker processes when more than one.")
+    _with_config(p)
     p.set_defaults(func=cmd_serve)
-    p = sub.add_parser("demo", help="run the reference origin with sample media and the proxy")
-    with_config(p)
-    p.add_argument("--data-dir", default="var/origin", help="where the origin keeps its SQLite")
-    p.set_defaults(func=cmd_demo)
-    p = sub.add_parser("purge", help="purge by URL, prefix, tag or everything")
-    with_config(p)
+
+    p = sub.add_parser("demo", help="run a reference origin with sample media, and the proxy",
+                       description="Start the bundled reference origin (seeded with sample "
+                                   "images, a PDF, a protected report and a video) and the "
+                                   "proxy in front of it; print commands to try.")
+    _with_config(p)
+    p.add_argument("--data-dir", default="var/origin", metavar="DIR",
+                   help="where the origin keeps its SQLite database (default: var/origin)")
+    p.set_defaults(func=demo.cmd_demo)
+
+    p = sub.add_parser("check-config", help="validate the configuration and summarise it",
+                       description="Validate the configuration (file and environment), check "
+                                   "that the cache directory is writable and the listen "
+                                   "addresses resolve and differ, and print a summary with "
+                                   "secrets masked. Safe while a server runs.")
+    _with_config(p)
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("purge", help="purge by URL, prefix, tag or everything",
+                       description="Ask this node's admin listener to purge (POST /purge).")
+    _with_config(p)
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--url", help="one URL or path")
     what.add_argument("--prefix", help="every URL starting with this path")
@@ -222,35 +150,80 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait-all", action="store_true",
                    help="return when every live node has applied it (cluster)")
     p.add_argument("--token", help="admin token (default: admin.token from the config)")
-    p.add_argument("--admin-url", help="default: http://<server.admin_listen>")
-    p.add_argument("--timeout", type=float, default=30.0)
-    p.set_defaults(func=cmd_purge)
-    p = sub.add_parser("sign", help="print a signed URL for a path (or a path prefix)")
-    with_config(p)
+    _admin_options(p)
+    p.set_defaults(func=admin_client.cmd_purge)
+
+    p = sub.add_parser("inspect", help="show what is cached under a prefix, or one entry",
+                       description="List cached entries under a path prefix (GET /entries), "
+                                   "or show one entry in detail (GET /entry).")
+    _with_config(p)
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--prefix", help="list entries whose key starts with this path")
+    which.add_argument("--url", help="one URL or path: stored status, headers, state, streams")
+    p.add_argument("--limit", type=int, default=50, help="at most this many entries (50)")
+    p.add_argument("--json", action="store_true", help="print the admin API's JSON as is")
+    _admin_options(p)
+    p.set_defaults(func=admin_client.cmd_inspect)
+
+    p = sub.add_parser("stats", help="live view of hit ratio, request rates, fills, bytes",
+                       description="A varnishstat-like view that refreshes in the terminal, "
+                                   "polling the admin listener's /metrics and /stats; "
+                                   "Ctrl-C quits.")
+    _with_config(p)
+    p.add_argument("--interval", type=float, default=2.0, metavar="SECONDS",
+                   help="refresh period (default: 2)")
+    p.add_argument("--once", action="store_true",
+                   help="print one snapshot (rates over --interval) and exit")
+    _admin_options(p)
+    p.set_defaults(func=admin_client.cmd_stats)
+
+    p = sub.add_parser("sign", help="print a signed URL for a path (or a path prefix)",
+                       description="Print a signed URL using auth.keys.")
+    _with_config(p)
     p.add_argument("path", help="the path, e.g. /media/private/report.pdf")
-    p.add_argument("--ttl", type=int, default=3600, help="seconds the URL stays valid")
+    p.add_argument("--ttl", type=int, default=3600, help="seconds the URL stays valid (3600)")
     p.add_argument("--prefix", action="store_true",
                    help="cover every path under PATH (which must end with /)")
     p.add_argument("--ip", help="bind to this client address or network (CIDR)")
     p.add_argument("--key-id", help="default: auth.sign_key_id, else the first key")
     p.add_argument("--base-url", help="default: http://<server.listen>")
     p.set_defaults(func=cmd_sign)
-    p = sub.add_parser("check-config", help="validate the configuration and print it")
-    with_config(p)
-    p.set_defaults(func=cmd_check_config)
-    p = sub.add_parser("worker", help=argparse.SUPPRESS)
-    with_config(p)
-    p.add_argument("--index", type=int, default=0)
-    p.set_defaults(func=cmd_worker)
     return parser
 
 
+def _worker(argv: list[str]) -> int:
+    """Internal: one worker process of a supervisor; its configuration arrives on stdin as
+    JSON (validated by the supervisor, never re-read from the file)."""
+    import asyncio
+
+    from proxy.server import run_worker
+
+    parser = argparse.ArgumentParser(prog="mediaproxy worker")
+    parser.add_argument("--index", type=int, default=0)
+    args = parser.parse_args(argv)
+    config = config_mod.from_json(sys.stdin.read())
+    configure(config.log)
+    asyncio.run(run_worker(config, args.index))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
     try:
+        if argv[:1] == ["worker"]:
+            return _worker(argv[1:])
+        args = build_parser().parse_args(argv)
         return int(args.func(args))
     except ConfigError as exc:
         sys.stderr.write(f"mediaproxy: configuration error: {exc.message}\n")
         return 2
+    except StartupError as exc:
+        sys.stderr.write(f"mediaproxy: cannot start: {exc.message}\n")
+        return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `mediaproxy check-config | head`: the reader left
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

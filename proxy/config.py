@@ -7,7 +7,9 @@ stops start-up with a ConfigError naming the key (`cache.max_size_bytes: must be
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import ipaddress
+import json
 import os
 import tomllib
 import typing
@@ -17,8 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from proxy.errors import ConfigError
+from proxy.listen import listeners_overlap
+from proxy.units import with_unit
 
 ENV_PREFIX = "MEDIAPROXY_"
+CONFIG_ENV = "MEDIAPROXY_CONFIG"  # the configuration file every subcommand reads by default
+DEFAULT_PATH = Path("/etc/mediaproxy/mediaproxy.toml")  # used when CONFIG_ENV is unset
+# MEDIAPROXY_* variables that are not configuration keys: the config file's path, the
+# reference origin's CLI (which shares the prefix), test switches and internal hand-offs.
+ENV_NOT_KEYS = ("MEDIAPROXY_CONFIG", "MEDIAPROXY_ORIGIN_TOKEN", "MEDIAPROXY_READY_DIR",
+                "MEDIAPROXY_TEST_")
 
 
 def _listen(value: str, key: str) -> None:
@@ -43,6 +53,7 @@ class ServerConfig:
     # A connection must deliver a complete request head within this many seconds of opening,
     # or of its previous response (so it is also the idle keep-alive timeout): slowloris.
     header_timeout_seconds: float = 20.0
+    server_header: str = "mediaproxy"  # Server field of our answers (no version by default)
 
     def validate(self) -> None:
         _listen(self.listen, "server.listen")
@@ -61,6 +72,11 @@ class ServerConfig:
                               f"X-Real-IP, got {self.real_ip_header!r}")
         if not 0 < self.header_timeout_seconds <= 3600:
             raise ConfigError("server.header_timeout_seconds: must be > 0 and <= 3600")
+        if not self.server_header or any(c in self.server_header for c in "\r\n"):
+            raise ConfigError("server.server_header: must be non-empty, on one line")
+        if listeners_overlap(self.listen, self.admin_listen):
+            raise ConfigError(f"server.admin_listen: must differ from server.listen "
+                              f"({self.admin_listen!r} and {self.listen!r} share a port)")
 
     def trusted_networks(self) -> list[str]:
         return split_csv(self.trusted_proxies)
@@ -264,12 +280,16 @@ class ClusterConfig:
             raise ConfigError("cluster.node_ttl_seconds: must exceed heartbeat_seconds")
         if not self.channel:
             raise ConfigError("cluster.channel: must not be empty")
+        if self.redis_url and importlib.util.find_spec("redis") is None:
+            raise ConfigError("cluster.redis_url: cluster mode needs the Redis client; install "
+                              "it with: pip install 'mediaproxy[cluster]'")
 
 
 @dataclass(frozen=True, slots=True)
 class LogConfig:
     level: str = "info"  # debug | info | warning | error
     format: str = "text"  # text (development) | json (one JSON object per line, production)
+    # | combined (access lines in NCSA combined + cache status and duration; the rest as text)
     access_log: bool = True  # one line per request
 
     def validate(self) -> None:
@@ -277,8 +297,9 @@ class LogConfig:
             raise ConfigError(
                 f"log.level: must be debug, info, warning or error, got {self.level!r}"
             )
-        if self.format not in ("text", "json"):
-            raise ConfigError(f"log.format: must be text or json, got {self.format!r}")
+        if self.format not in ("text", "json", "combined"):
+            raise ConfigError(
+                f"log.format: must be text, json or combined, got {self.format!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,9 +365,29 @@ def _section_types(cls: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
+def _with_unit(value: Any, key: str, name: str) -> Any:
+    try:
+        return with_unit(value, key)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+
+
+def _check_env_names(env: Mapping[str, str], top: Mapping[str, Any]) -> None:
+    """A misspelt MEDIAPROXY_* variable is an error, like a misspelt key in the file."""
+    known = {f"{ENV_PREFIX}{section}_{key}".upper()
+             for section, cls in top.items() for key in _section_types(cls)}
+    for name in env:
+        if (name.startswith(ENV_PREFIX) and name not in known
+                and not name.startswith(ENV_NOT_KEYS)):
+            raise ConfigError(f"{name}: unknown environment variable (no such key; "
+                              f"variables are {ENV_PREFIX}<SECTION>_<KEY>, e.g. "
+                              f"{ENV_PREFIX}CACHE_DIR)")
+
+
 def _build(data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
     sections: dict[str, Any] = {}
     top = _section_types(Config)
+    _check_env_names(env, top)
     for section in data:
         if section not in top:
             raise ConfigError(f"{section}: unknown section (known: {', '.join(top)})")
@@ -362,11 +403,12 @@ def _build(data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
         for key, kind in types_.items():
             env_name = f"{ENV_PREFIX}{section}_{key}".upper()
             if env_name in env:
-                values[key] = _coerce(
-                    env[env_name], kind, f"{section}.{key} (from {env_name})", from_env=True
-                )
+                name = f"{section}.{key} (from {env_name})"
+                value = _with_unit(env[env_name], key, name)
+                values[key] = _coerce(value, kind, name, from_env=isinstance(value, str))
             elif key in raw:
-                values[key] = _coerce(raw[key], kind, f"{section}.{key}")
+                name = f"{section}.{key}"
+                values[key] = _coerce(_with_unit(raw[key], key, name), kind, name)
         sections[section] = section_cls(**values)
     return Config(**sections).validate()
 
@@ -381,12 +423,39 @@ def load(path: str | Path | None, env: Mapping[str, str] | None = None) -> Confi
                 data = tomllib.load(fh)
         except FileNotFoundError:
             raise ConfigError(f"config file not found: {path}") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{path}: is a directory, expected a TOML file") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); TOML files are "
+                              "UTF-8") from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     return _build(data, env)
 
 
+def default_path(env: Mapping[str, str] | None = None) -> str | None:
+    """$MEDIAPROXY_CONFIG, else /etc/mediaproxy/mediaproxy.toml when it exists, else None
+    (built-in defaults and the environment only)."""
+    env = os.environ if env is None else env
+    if env.get(CONFIG_ENV):
+        return env[CONFIG_ENV]
+    return str(DEFAULT_PATH) if DEFAULT_PATH.exists() else None
+
+
+def to_json(config: Config) -> str:
+    """The validated configuration, for a worker process (which must not re-read the file)."""
+    return json.dumps(dataclasses.asdict(config))
+
+
+def from_json(text: str) -> Config:
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"configuration hand-over is not JSON: {exc}") from None
+    return _build(data, {})
+
+
 def from_dict(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Config:
     return _build(data, env or {})
-
-

@@ -2,6 +2,7 @@
 
     ProxyError(status)              anything we raise on purpose
     ├── ConfigError                 bad configuration: stops start-up, never reaches a client
+    ├── StartupError                a port taken, the cache dir locked: stops start-up (exit 1)
     ├── BadRequest          400     malformed URL, path traversal, oversize or bad headers
     ├── AuthError           401/403 missing or invalid token (reason is machine-readable)
     ├── OriginError         502     origin unreachable, refused, broke the connection
@@ -60,3 +61,10 @@ class OriginTimeout(OriginError):
 class StoreError(ProxyError):
     status = 503  # only reaches a client on purge, where the store is the whole point
     reason = "store_error"
+
+
+class StartupError(ProxyError):
+    """The process cannot start as configured: a port taken, the cache directory locked by
+    another instance, workers failing at start. The CLI prints it in one line, exit status 1."""
+
+    reason = "startup_error"

@@ -9,12 +9,22 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from proxy.status import CacheStatus, method_label
 
+# The store operations counted in mediaproxy_store_errors_total (created at zero).
+STORE_OPERATIONS = ("lookup", "bans", "claim", "fill_create", "fill", "access_flush",
+                    "ban_sweep", "cull", "reap", "tmp_sweep", "orphan_scan", "stream_audit")
 DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
                     5, 10, 30, 60, 300)
 
@@ -76,6 +86,11 @@ class Metrics:
         )
         for status in CacheStatus:
             self.response_bytes.labels(status.value)
+            for method in ("GET", "HEAD"):
+                # Every series an alert names exists from zero, in every worker.
+                self.requests.labels(status.value, method)
+        for operation in STORE_OPERATIONS:
+            self.store_errors.labels(operation)
         for outcome in ("ok", "error", "timeout"):
             self.origin_requests.labels(outcome)
         for outcome in ("committed", "incomplete", "origin_error", "store_error", "purged",
@@ -132,3 +147,28 @@ class StoreCollector(Collector):
             "mediaproxy_superseded_bytes", "Bytes of the superseded bodies held open.",
             superseded_bytes,
         )
+
+
+class BuildInfo(Collector):
+    """mediaproxy_build_info{version} 1, from whichever process serves /metrics (not a
+    multiprocess value: it must not be summed across workers)."""
+
+    def __init__(self, version: str) -> None:
+        self._version = version
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily("mediaproxy_build_info",
+                                   "Always 1; the running version in a label.",
+                                   labels=["version"])
+        family.add_metric([self._version], 1)
+        yield family
+
+
+def register_process_collectors(registry: CollectorRegistry) -> None:
+    """process_* (CPU, memory, open fds of the process serving /metrics: the supervisor when
+    workers > 1), python_info, and mediaproxy_build_info{version}."""
+    from proxy.version import version
+
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    registry.register(BuildInfo(version()))

@@ -1,37 +1,45 @@
 """Process model: one process (workers = 1), or a supervisor with N worker processes.
 
 Rule: workers bind the public port themselves with SO_REUSEPORT (the kernel spreads
-connections) and share the cache directory; the supervisor owns the admin listener,
-aggregates metrics across workers (prometheus multiprocess mode) and restarts a worker that
-dies. SIGTERM/SIGINT stop everything gracefully within server.shutdown_timeout_seconds. The
-cluster membership (`proxy.cluster`) lives with the admin listener and catches up with missed
-purges before the public listener (or any worker) starts.
+connections) and share the cache directory; the supervisor (`proxy.supervisor`) owns the admin
+listener, aggregates metrics across workers (prometheus multiprocess mode) and restarts a
+worker that dies. SIGTERM/SIGINT stop everything gracefully within
+server.shutdown_timeout_seconds; SIGHUP reloads (`nginx -s reload`: new listeners on the new
+configuration, the old ones drain). Before anything listens, the cache directory is locked
+against a second instance and both addresses are proved bindable. The cluster membership
+(`proxy.cluster`) lives with the admin listener and catches up with missed purges before the
+public listener (or any worker) starts.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-import shutil
 import signal
-import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from aiohttp import web
+from aiohttp import web, web_response
 from prometheus_client import CollectorRegistry
 
+from proxy import listen as listen_mod
 from proxy.admin import create_admin_app, node_name
-from proxy.app import PublicApp, open_store, sweep_bans
+from proxy.app import PublicApp
 from proxy.config import Config
-from proxy.errors import StoreError
-from proxy.logs import AccessLogger
+from proxy.daemon import (
+    CacheLock,
+    changed_keys,
+    log_drain,
+    log_start,
+    log_stop,
+    log_stopped,
+    reload_config,
+)
+from proxy.errors import StartupError
+from proxy.logs import AccessLogger, configure
+from proxy.metrics import Metrics
 from proxy.store.index import Store
 
 if TYPE_CHECKING:
@@ -44,8 +52,7 @@ READY_DIR_ENV = "MEDIAPROXY_READY_DIR"  # workers drop ready-<pid> here once lis
 
 
 def _host_port(listen: str) -> tuple[str, int]:
-    host, _, port = listen.rpartition(":")
-    return host.strip("[]"), int(port)
+    return listen_mod.host_port(listen)
 
 
 def _quiet_sendfile_disconnects(loop: asyncio.AbstractEventLoop,
@@ -61,20 +68,51 @@ def _quiet_sendfile_disconnects(loop: asyncio.AbstractEventLoop,
     loop.default_exception_handler(context)
 
 
+class Signals:
+    """SIGTERM/SIGINT ask to stop; SIGHUP asks to reload (or is ignored, in a worker: the
+    supervisor decides, and a terminal hang-up must not kill the workers under it)."""
+
+    def __init__(self, *, reload: bool) -> None:
+        self.stop = asyncio.Event()
+        self.reload = asyncio.Event()
+        self.reason = ""
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(_quiet_sendfile_disconnects)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._stop, sig.name)
+        loop.add_signal_handler(signal.SIGHUP, self.reload.set if reload else lambda: None)
+
+    def _stop(self, name: str) -> None:
+        self.reason = self.reason or name
+        self.stop.set()
+
+    async def wait(self, timeout: float | None = None) -> str:
+        """"stop", "reload" or "" (timeout); a pending stop wins over a reload."""
+        if not (self.stop.is_set() or self.reload.is_set()):
+            waiters = [asyncio.ensure_future(e.wait()) for e in (self.stop, self.reload)]
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
+                waiter.cancel()
+        if self.stop.is_set():
+            return "stop"
+        if self.reload.is_set():
+            self.reload.clear()
+            return "reload"
+        return ""
+
+
 def _stop_event() -> asyncio.Event:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.set_exception_handler(_quiet_sendfile_disconnects)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    return stop
+    return Signals(reload=False).stop
 
 
 async def _start_site(runner: web.BaseRunner, listen: str, *, reuse_port: bool = False
                       ) -> None:
     host, port = _host_port(listen)
     site = web.TCPSite(runner, host, port, reuse_port=reuse_port, backlog=1024)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        raise StartupError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
 
 
 def _cluster(config: Config, store_for: Callable[[], Store | None]) -> Cluster | None:
@@ -93,163 +131,141 @@ def _access_log_args(config: Config) -> dict[str, object]:
             "access_log": logging.getLogger("mediaproxy.access")}
 
 
-async def run_single(config: Config) -> None:
+def public_runner(public: PublicApp, config: Config) -> web.ServerRunner:
+    """The public listener's runner (single process, each generation, and every worker)."""
+    # aiohttp fills in `Server: Python/x aiohttp/y` from this module global when a response
+    # has none: ours names no versions (server.server_header).
+    web_response.SERVER_SOFTWARE = config.server.server_header  # type: ignore[attr-defined]
+    return web.ServerRunner(public.make_server(**_access_log_args(config)),
+                            shutdown_timeout=config.server.shutdown_timeout_seconds)
+
+
+class Generation:
+    """workers = 1: the public listener and its PublicApp on one configuration. A reload
+    starts a new generation beside the old one (SO_REUSEPORT), then drains the old."""
+
+    def __init__(self, config: Config, registry: CollectorRegistry,
+                 metrics: Metrics | None = None) -> None:
+        self.config = config
+        # Counters carry on across reloads: a new generation takes over the old one's Metrics.
+        self.public = PublicApp(config, registry=registry if metrics is None
+                                else CollectorRegistry())
+        if metrics is not None:
+            self.public.metrics = metrics
+        self.runner = public_runner(self.public, config)
+
+    async def prepare(self) -> None:
+        await self.public.start()
+        await self.runner.setup()
+
+    async def listen(self) -> None:
+        await _start_site(self.runner, self.config.server.listen, reuse_port=True)
+
+    async def close(self) -> None:
+        await self.runner.cleanup()  # stops accepting, then open responses get the timeout
+        await self.public.close()
+
+
+async def run_single(config: Config, config_path: str | None = None) -> int:
     """workers = 1: public and admin listeners in this process."""
     registry = CollectorRegistry()
-    public = PublicApp(config, registry=registry)
-    await public.start()
-    cluster = _cluster(config, lambda: public.store)
-    admin = create_admin_app(config, registry, lambda: public.store, cluster=cluster)
-    public_runner = web.ServerRunner(public.make_server(**_access_log_args(config)),
-                                     shutdown_timeout=config.server.shutdown_timeout_seconds)
+    current = Generation(config, registry)
+    await current.prepare()
+    cluster = _cluster(config, lambda: current.public.store)
+    admin = create_admin_app(config, registry, lambda: current.public.store, cluster=cluster,
+                             config_for=lambda: current.config)
     admin_runner = web.AppRunner(admin, access_log=None)
-    await public_runner.setup()
     await admin_runner.setup()
+    draining: set[asyncio.Task[None]] = set()
     try:
+        signals = Signals(reload=True)
         if cluster is not None:
             await cluster.start()  # bounded: applies missed purges before we serve
-        await _start_site(public_runner, config.server.listen)
+        await current.listen()
         await _start_site(admin_runner, config.server.admin_listen)
         log.info("mediaproxy serving on %s (admin %s), origin %s", config.server.listen,
-                 config.server.admin_listen, config.origin.url)
-        await _stop_event().wait()
-        log.info("stopping")
+                 config.server.admin_listen, config.origin.url, extra={"event": "ready"})
+        while await signals.wait() == "reload":
+            fresh = await _reload_single(config_path, current)
+            if fresh is None:
+                continue
+            old, current = current, fresh
+            log_drain("the previous listener", 1, old.config.server.shutdown_timeout_seconds)
+            task = asyncio.create_task(old.close())
+            draining.add(task)
+            task.add_done_callback(draining.discard)
+        log_stop(signals.reason)
+        log_drain("open connections", 1, current.config.server.shutdown_timeout_seconds)
     finally:
         if cluster is not None:
             await cluster.close()
         await admin_runner.cleanup()
-        await public_runner.cleanup()
-        await public.close()
+        await current.close()
+        if draining:
+            await asyncio.gather(*draining, return_exceptions=True)
+    return 0
+
+
+async def _reload_single(config_path: str | None, current: Generation) -> Generation | None:
+    new = reload_config(config_path, current.config)
+    if new is None:
+        return None
+    configure(new.log)
+    changed = changed_keys(current.config, new)
+    fresh = Generation(new, CollectorRegistry(), metrics=current.public.metrics)
+    try:
+        await fresh.prepare()
+        await fresh.listen()
+    except StartupError as exc:
+        log.error("reload failed, still running the previous configuration: %s", exc.message,
+                  extra={"event": "reload_failed", "error": exc.message})
+        await fresh.close()
+        return None
+    log.info("reloaded: %s", ", ".join(changed) or "no setting changed",
+             extra={"event": "reload", "changed": changed})
+    return fresh
 
 
 async def run_worker(config: Config, index: int) -> None:
     """One of N workers: the public listener only, SO_REUSEPORT."""
     public = PublicApp(config, registry=CollectorRegistry(), sweeps_bans=False)
     await public.start()
-    runner = web.ServerRunner(public.make_server(**_access_log_args(config)),
-                              shutdown_timeout=config.server.shutdown_timeout_seconds)
+    runner = public_runner(public, config)
     await runner.setup()
     try:
+        stop = _stop_event()
         await _start_site(runner, config.server.listen, reuse_port=True)
-        log.info("worker %d (pid %d) serving on %s", index, os.getpid(), config.server.listen)
+        log.info("worker %d (pid %d) serving on %s", index, os.getpid(), config.server.listen,
+                 extra={"event": "worker_ready", "index": index})
         ready_dir = os.environ.get(READY_DIR_ENV)
         if ready_dir:
             Path(ready_dir, f"ready-{os.getpid()}").touch()
-        await _stop_event().wait()
+        await stop.wait()
     finally:
         await runner.cleanup()
         await public.close()
 
 
-class Supervisor:
-    def __init__(self, config: Config, config_path: str | None) -> None:
-        self.config = config
-        self.config_path = config_path
-        self.children: dict[int, subprocess.Popen[bytes]] = {}
-        self.multiproc_dir = Path(tempfile.mkdtemp(prefix="mediaproxy-metrics-"))
-        self.ready_dir = Path(tempfile.mkdtemp(prefix="mediaproxy-ready-"))
-        self.store: Store | None = None
-
-    def _spawn(self, index: int) -> None:
-        from prometheus_client import multiprocess
-
-        old = self.children.get(index)
-        if old is not None:
-            multiprocess.mark_process_dead(old.pid, str(self.multiproc_dir))  # type: ignore[no-untyped-call]
-        args = [sys.executable, "-m", "proxy", "worker", "--index", str(index)]
-        if self.config_path is not None:
-            args += ["--config", self.config_path]
-        env = dict(os.environ, **{MULTIPROC_ENV: str(self.multiproc_dir),
-                                  READY_DIR_ENV: str(self.ready_dir)})
-        self.children[index] = subprocess.Popen(args, env=env)
-
-    def workers_ready(self) -> tuple[int, int]:
-        """(workers listening, workers configured)."""
-        live = {c.pid for c in self.children.values() if c.poll() is None}
-        ready = {int(p.name.split("-", 1)[1]) for p in self.ready_dir.glob("ready-*")}
-        return len(live & ready), self.config.server.workers
-
-    async def run(self) -> None:
-        # Sweep before any worker starts: nothing can be filling yet.
-        self.store = open_store(self.config)
-        os.environ[MULTIPROC_ENV] = str(self.multiproc_dir)
-        from prometheus_client import multiprocess
-
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(  # type: ignore[no-untyped-call]
-            registry, path=str(self.multiproc_dir)
-        )
-        cluster = _cluster(self.config, lambda: self.store)
-        admin = create_admin_app(self.config, registry, lambda: self.store,
-                                 workers_ready=self.workers_ready, cluster=cluster)
-        runner = web.AppRunner(admin, access_log=None)
-        await runner.setup()
-        stop = _stop_event()
-        sweeper: asyncio.Task[None] | None = None
-        try:
-            if cluster is not None:
-                await cluster.start()  # bounded: applies missed purges before workers serve
-            for index in range(self.config.server.workers):
-                self._spawn(index)
-            await _start_site(runner, self.config.server.admin_listen)
-            log.info("supervisor %d: %d workers on %s (admin %s)", os.getpid(),
-                     self.config.server.workers, self.config.server.listen,
-                     self.config.server.admin_listen)
-            restarts: dict[int, float] = {}
-            sweeper = asyncio.create_task(self._sweep_bans())
-            while not stop.is_set():
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 0.5)
-                for index, child in list(self.children.items()):
-                    if child.poll() is not None and not stop.is_set():
-                        # Back off a worker that dies at once, so a bad config cannot spin.
-                        if time.monotonic() - restarts.get(index, 0.0) < 1.0:
-                            await asyncio.sleep(1.0)
-                        log.warning("worker %d exited with %s, restarting", index,
-                                    child.returncode)
-                        restarts[index] = time.monotonic()
-                        self._spawn(index)
-        finally:
-            if sweeper is not None:
-                sweeper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sweeper
-            if cluster is not None:
-                await cluster.close()
-            await self._stop_children()
-            await runner.cleanup()
-            if self.store is not None:
-                self.store.close()
-            shutil.rmtree(self.multiproc_dir, ignore_errors=True)
-            shutil.rmtree(self.ready_dir, ignore_errors=True)
-
-    async def _sweep_bans(self) -> None:
-        """Purge sweeps run here, not in the workers: their CPU is for serving."""
-        store = self.store
-        if store is None:
-            return
-        while True:
-            await asyncio.sleep(self.config.cache.eviction_interval_seconds)
-            try:
-                await asyncio.to_thread(sweep_bans, store, self.config)
-            except StoreError as exc:
-                log.warning("ban sweep failed: %s", exc.message)
-
-    async def _stop_children(self) -> None:
-        for child in self.children.values():
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + self.config.server.shutdown_timeout_seconds + 2
-        while time.monotonic() < deadline and any(c.poll() is None for c in self.children.values()):
-            await asyncio.sleep(0.05)
-        for child in self.children.values():
-            if child.poll() is None:
-                child.kill()
-                child.wait()
+def preflight(config: Config) -> None:
+    """Addresses resolve (else ConfigError) and nobody else holds them (else StartupError)."""
+    listen_mod.probe_bind(config.server.listen, "server.listen")
+    listen_mod.probe_bind(config.server.admin_listen, "server.admin_listen")
 
 
-def serve(config: Config, config_path: str | None) -> None:
-    if config.server.workers == 1:
-        asyncio.run(run_single(config))
-    else:
-        asyncio.run(Supervisor(config, config_path).run())
+def serve(config: Config, config_path: str | None) -> int:
+    """Run until stopped; the exit status (0, or 1 when workers kept failing)."""
+    lock = CacheLock(config.cache.dir)
+    lock.acquire()  # first: a second instance is told the directory is taken
+    try:
+        preflight(config)
+        log_start(config, "single" if config.server.workers == 1 else "supervisor")
+        if config.server.workers == 1:
+            status = asyncio.run(run_single(config, config_path))
+        else:
+            from proxy.supervisor import Supervisor
+
+            status = asyncio.run(Supervisor(config, config_path).run())
+        log_stopped()
+        return status
+    finally:
+        lock.release()

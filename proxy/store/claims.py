@@ -197,6 +197,6 @@ class Claims:
                 continue  # pid-named files: Store.sweep_temp decides
             with contextlib.suppress(OSError):
                 os.unlink(entry.path)
-                log.info("swept %s (no live fill holds it)", entry.name)
+                log.debug("swept %s (no live fill holds it)", entry.name)
                 removed += 1
         return removed

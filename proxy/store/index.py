@@ -252,7 +252,7 @@ class Store:
                         with contextlib.suppress(FileNotFoundError):
                             os.unlink(entry.path)
                             removed += 1
-                            log.info("removed orphan body %s", filename)
+                            log.debug("removed orphan body %s", filename)
         return removed
 
     def vary_names(self, url_key: str) -> tuple[str, ...] | None:
@@ -538,7 +538,7 @@ class Store:
                 continue
             try:
                 os.unlink(entry.path)
-                log.info("swept %s (its process is gone)", entry.name)
+                log.debug("swept %s (its process is gone)", entry.name)
                 removed += 1
             except OSError:
                 continue

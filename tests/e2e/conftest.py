@@ -73,7 +73,7 @@ def origin_process(tmp_path: Path) -> Iterator[Running]:
 
 
 def start_proxy(tmp_path: Path, origin_url: str, *, workers: int, name: str = "proxy",
-                extra: str = "", cache_extra: str = "") -> Running:
+                extra: str = "", cache_extra: str = "", log_format: str = "json") -> Running:
     port, admin = free_port(), free_port()
     config = tmp_path / f"{name}.toml"
     config.write_text(
@@ -81,7 +81,7 @@ def start_proxy(tmp_path: Path, origin_url: str, *, workers: int, name: str = "p
         f"workers = {workers}\n"
         f'[origin]\nurl = "{origin_url}"\n'
         f'[cache]\ndir = "{tmp_path / "cache"}"\n{cache_extra}'
-        f'[log]\nformat = "json"\n{extra}'
+        f'[log]\nformat = "{log_format}"\n{extra}'
     )
     log_path = tmp_path / f"{name}.log"
     with open(log_path, "wb") as log_file:

@@ -34,7 +34,12 @@ def test_env_overrides_file(tmp_path: Path) -> None:
     [
         ({"cache": {"size": 1}}, {}, "cache.size: unknown key"),
         ({"cach": {}}, {}, "cach: unknown section"),
-        ({"cache": {"max_size_bytes": "big"}}, {}, "cache.max_size_bytes: expected an integer"),
+        ({"cache": {"max_size_bytes": "big"}}, {}, "cache.max_size_bytes: expected a size"),
+        ({"cache": {"max_size_bytes": True}}, {}, "cache.max_size_bytes: expected an integer"),
+        ({"cache": {"memory_ttl_seconds": "soon"}}, {}, "expected a duration"),
+        ({}, {"MEDIAPROXY_CACHE_SIZE": "1"}, "MEDIAPROXY_CACHE_SIZE: unknown environment"),
+        ({"server": {"listen": "0.0.0.0:9000", "admin_listen": "127.0.0.1:9000"}}, {},
+         "server.admin_listen: must differ"),
         ({"cache": {"max_size_bytes": 10}}, {}, "cache.max_size_bytes: must be >= 1048576"),
         ({"server": {"workers": 0}}, {}, "server.workers"),
         ({"server": {"listen": "nope"}}, {}, "server.listen: expected HOST:PORT"),
@@ -84,3 +89,47 @@ def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
         config.load(bad, env={})
     with pytest.raises(ConfigError, match="not found"):
         config.load(tmp_path / "missing.toml", env={})
+
+
+@pytest.mark.parametrize(("key", "text", "value"), [
+    ("max_size_bytes", "10GiB", 10 * 1024**3),
+    ("max_size_bytes", "500MB", 500 * 1000**2),
+    ("max_size_bytes", "2g", 2 * 1024**3),
+    ("min_free_bytes", "1_048_576", 1048576),
+    ("memory_ttl_seconds", "250ms", 0.25),
+    ("heuristic_max_seconds", "1h", 3600.0),
+    ("heuristic_max_seconds", "5m", 300.0),
+    ("stale_if_error_seconds", "30s", 30.0),
+])
+def test_sizes_and_durations_take_units(key: str, text: str, value: float) -> None:
+    assert getattr(config.from_dict({"cache": {key: text}}).cache, key) == value
+    env = {f"MEDIAPROXY_CACHE_{key.upper()}": text}
+    assert getattr(config.from_dict({}, env).cache, key) == value
+
+
+def test_non_key_variables_with_the_prefix_are_allowed() -> None:
+    env = {"MEDIAPROXY_CONFIG": "/x.toml", "MEDIAPROXY_ORIGIN_TOKEN": "t",
+           "MEDIAPROXY_TEST_REQUIRE_REDIS": "1"}
+    assert config.from_dict({}, env) == config.from_dict({})
+
+
+def test_the_worker_hand_over_round_trips() -> None:
+    c = config.from_dict({"server": {"workers": 3}, "cache": {"max_size_bytes": "2GiB"}})
+    assert config.from_json(config.to_json(c)) == c
+    with pytest.raises(ConfigError):
+        config.from_json("not json")
+
+
+def test_unreadable_files_are_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="is a directory"):
+        config.load(tmp_path, env={})
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes(b'[server]\nvia = "caf\xe9"\n')
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        config.load(latin, env={})
+
+
+def test_default_path_prefers_the_environment(tmp_path: Path) -> None:
+    assert config.default_path({"MEDIAPROXY_CONFIG": "/a.toml"}) == "/a.toml"
+    expected = str(config.DEFAULT_PATH) if config.DEFAULT_PATH.exists() else None
+    assert config.default_path({}) == expected
