@@ -54,7 +54,10 @@ def purge_target(value: str, max_length: int) -> str | None:
     """A URL or path given to purge -> the cache key it names (None when malformed). Signed-URL
     parameters are dropped as for any request: they are never part of a key, and must not
     reach the ban table, /stats or the logs."""
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # e.g. "http://[::1/a": not a URL at all
+        return None
     path = parts.path or "/"
     target = cachekey.normalise_target(path, parts.query, max_length=max_length,
                                        strip_params=tokens.PARAMS)

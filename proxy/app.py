@@ -132,7 +132,8 @@ class PublicApp:
         self.clock = clock
         self.metrics = Metrics(registry if registry is not None else CollectorRegistry())
         self.store: Store | None = None
-        self.origin = OriginClient(config.origin, chunk_bytes=config.cache.fill_chunk_bytes)
+        self.origin = OriginClient(config.origin, chunk_bytes=config.cache.fill_chunk_bytes,
+                                   keep_fields=frozenset({config.auth.access_header.lower()}))
         self._proxy: Proxy | None = None
         self._maintenance: asyncio.Task[None] | None = None
         self._startup_check: asyncio.Task[None] | None = None

@@ -34,7 +34,7 @@ from proxy.policy import cachekey, decide, forward, respond, revalidate, session
 from proxy.policy.access import Access, AccessRules
 from proxy.policy.bans import Ban, BanKind, parse_tags
 from proxy.policy.freshness import Heuristic, StoredResponse, current_age
-from proxy.policy.headers import Headers, get
+from proxy.policy.headers import Headers, end_to_end, get
 from proxy.status import CacheStatus
 from proxy.store.claims import Claim
 from proxy.store.fill import Fill, FillState, FillView, RemoteFill
@@ -119,6 +119,8 @@ class Proxy:
         # on it, as if it said `Vary: Host` (nginx keys on $host for the same reason).
         self._implicit_vary: tuple[str, ...] = ("host",) if config.origin.forward_host else ()
         self.trusted_proxies = forward.parse_networks(config.server.trusted_networks())
+        # Never per-client, never hidden by a `Connection` field: the access policy.
+        self._shared = frozenset({auth.access_header.lower()})
         self._bans_seen: object = None
         self._forgotten_at = -1.0
         self.access = AccessRules.build(split_csv(auth.protected_prefixes),
@@ -354,7 +356,7 @@ class Proxy:
         family) count as absent: a session secret never enters a cache key, sessions share
         the one anonymous variant, and a variant is never named by a value the origin did
         not see."""
-        return [(k, v) for k, v in request.headers.items()
+        return [(k, v) for k, v in end_to_end(request.headers.items())
                 if (name := k.lower()) not in self._session_fields
                 and not forward.unkeyed(name)]
 
@@ -436,7 +438,7 @@ class Proxy:
             response_time = self.clock()
             if origin.status == 304:
                 origin.release()
-                merged = revalidate.merge_304(stale.headers, origin.headers)
+                merged = revalidate.merge_304(stale.headers, origin.headers, self._shared)
                 meta = StoredResponse(stale.status, merged.stored, request_time, response_time,
                                       stale.body_size)
                 if self._still_storable(meta, headers, target):
@@ -446,7 +448,8 @@ class Proxy:
                     self._vary_names(origin.headers) == fill_names(target)
             ) and self.store is not None:
                 meta = StoredResponse(origin.status,
-                                      revalidate.for_storage(origin.headers).stored,
+                                      revalidate.for_storage(origin.headers,
+                                                             self._shared).stored,
                                       request_time, response_time, origin.content_length or 0)
                 fill = self._open_fill(claim, target, meta, origin.content_length)
                 fill.background = True
@@ -629,9 +632,9 @@ class Proxy:
         self, request: web.BaseRequest, cached: CachedBody, age: float, status: CacheStatus,
         client_only: Headers = (),
     ) -> web.StreamResponse:
-        await self._authorize(request, cached.meta.headers)
-        request[STATUS_KEY] = status
         fields = (*cached.meta.headers, *client_only) if client_only else cached.meta.headers
+        await self._authorize(request, fields)
+        request[STATUS_KEY] = status
         plan = respond.plan(request.method, _request_headers(request), cached.meta.status,
                             fields, cached.size, age)
         headers = self._client_headers(request, plan.headers, status)
@@ -776,7 +779,7 @@ class Proxy:
             return await self._serve_stale_on_error(request, cached)
         if origin.status == 304 and cached is not None:
             origin.release()
-            merged = revalidate.merge_304(cached.meta.headers, origin.headers)
+            merged = revalidate.merge_304(cached.meta.headers, origin.headers, self._shared)
             meta = StoredResponse(
                 status=cached.meta.status,
                 headers=merged.stored,
@@ -904,7 +907,7 @@ class Proxy:
         )
         client_only: Headers = ()
         if storable:
-            split = revalidate.for_storage(origin.headers)
+            split = revalidate.for_storage(origin.headers, self._shared)
             client_only = split.client_only  # this client's own fields, kept out of the store
             meta = StoredResponse(origin.status, split.stored, request_time,
                                   response_time, origin.content_length or 0)
@@ -917,8 +920,11 @@ class Proxy:
             except (StoreError, OSError) as exc:
                 self.metrics.store_errors.labels("fill_create").inc()
                 log.warning("cannot start fill: %s", exc)
-        else:
-            self.pass_keys[target.key] = True  # hit-for-pass: skip the claim for a while
+        elif not decide.storable("GET", origin.status, (), origin.headers, response_time,
+                                 self._lifetime_rule(target.path)):
+            # Hit-for-pass, only for what the *response* makes unstorable: a request field
+            # (no-store, Authorization) must not switch caching off for everyone else.
+            self.pass_keys[target.key] = True
             with contextlib.suppress(OSError):
                 claim.publish({"pass": True})
         if not future.done():
@@ -946,16 +952,16 @@ class Proxy:
     ) -> web.StreamResponse:
         # Counted as a reader while the callout may be asked, so the fill is not abandoned
         # as "every client left" while its only client waits for its answer.
+        fields = (*fill.meta.headers, *client_only) if client_only else fill.meta.headers
         held = fill.open_reader() if self.callout is not None and isinstance(fill, Fill) else None
         try:
-            await self._authorize(request, fill.meta.headers)
+            await self._authorize(request, fields)  # every field this client will get
         finally:
             if held is not None:
                 fill.release_reader(held)
         request[STATUS_KEY] = status
         # Age only on answers from the cache (RFC 9111 §5.1), i.e. for those joining a fill.
         age = current_age(fill.meta, self.clock()) if status is CacheStatus.HIT else None
-        fields = (*fill.meta.headers, *client_only) if client_only else fill.meta.headers
         plan = respond.plan(request.method, _request_headers(request), fill.meta.status,
                             fields, fill.expected, age)
         headers = self._client_headers(request, plan.headers, status)

@@ -54,8 +54,12 @@ class OriginResponse:
 
 
 class OriginClient:
-    def __init__(self, config: OriginConfig, *, chunk_bytes: int = 256 * 1024) -> None:
+    def __init__(self, config: OriginConfig, *, chunk_bytes: int = 256 * 1024,
+                 keep_fields: frozenset[str] = frozenset()) -> None:
         self.config = config
+        # Response fields a `Connection` field may not strip (the access policy): dropping
+        # them would turn a protected object public.
+        self.keep_fields = keep_fields
         self.base = URL(config.url.rstrip("/"))
         self.chunk_bytes = chunk_bytes
         self._session: aiohttp.ClientSession | None = None
@@ -130,7 +134,7 @@ class OriginClient:
             raise OriginError(f"origin unreachable: {exc.os_error.strerror or exc}") from exc
         except aiohttp.ClientError as exc:
             raise OriginError(f"origin request failed: {exc.__class__.__name__}") from exc
-        response_headers = end_to_end(list(response.headers.items()))
+        response_headers = end_to_end(list(response.headers.items()), self.keep_fields)
         return OriginResponse(
             status=response.status,
             headers=response_headers,

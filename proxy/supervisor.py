@@ -5,8 +5,11 @@ stdin (it never re-reads the file, so an edit cannot half-apply); it is started 
 bootstrap that imports this installation's `proxy` package by its path, so another
 distribution's `proxy` module on sys.path (or in the working directory) cannot be picked up.
 A reload (SIGHUP) starts a full new set of workers, waits until they listen, then drains the
-old set; if the new set does not come up, the old one keeps serving. Dead workers restart with
-backoff; GIVE_UP_DEATHS deaths within GIVE_UP_WINDOW_SECONDS stop the supervisor (exit 1).
+old set; if the new set does not come up, the old one keeps serving. A worker that dies after
+serving a while (killed, OOM) is replaced at once; one that dies within FAST_DEATH_SECONDS of
+its start counts as a fast failure and restarts with backoff, and GIVE_UP_DEATHS fast failures
+within GIVE_UP_WINDOW_SECONDS stop the supervisor (exit 1): a broken start cannot loop forever,
+and a busy node whose workers are killed now and then is never given up.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import sys
 import tempfile
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
@@ -42,6 +45,7 @@ log = logging.getLogger("proxy.server")
 
 GIVE_UP_DEATHS = 5
 GIVE_UP_WINDOW_SECONDS = 30.0
+FAST_DEATH_SECONDS = 10.0  # a worker dying sooner than this after its start failed to start
 READY_TIMEOUT_SECONDS = 30.0
 # The directory holding this installation's `proxy` package goes first on the worker's path.
 PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
@@ -55,6 +59,7 @@ class Worker:
     proc: subprocess.Popen[bytes]
     generation: int
     deadline: float = 0.0  # when draining: killed if still running after this
+    started: float = field(default_factory=time.monotonic)
 
     @property
     def pid(self) -> int:
@@ -164,6 +169,14 @@ class Supervisor:
                 continue
             self._reaped(worker)
             del self.workers[index]
+            if now - worker.started >= FAST_DEATH_SECONDS:
+                log.warning("worker %d (pid %d) exited with status %s after %.0f s; replacing "
+                            "it", index, worker.pid, worker.proc.returncode,
+                            now - worker.started,
+                            extra={"event": "worker_exit", "index": index,
+                                   "exit_status": worker.proc.returncode})
+                self.respawn_at[index] = now
+                continue
             self.deaths.append(now)
             while self.deaths and now - self.deaths[0] > GIVE_UP_WINDOW_SECONDS:
                 self.deaths.popleft()

@@ -58,15 +58,21 @@ def origin_request_fields(
     via: str,
     strip: frozenset[str] = frozenset(),
     body_length: int | None = None,
+    token_cookie: str = "",
 ) -> list[tuple[str, str]]:
     """The fields to send the origin for a request that arrived with `fields`.
 
     `strip`: lower-case names also left out (conditionals and ranges on a fill, session
     fields when the auth callout owns them). `body_length`: the length of the body the proxy
-    forwards, when it knows it (the only Content-Length the origin ever sees)."""
+    forwards, when it knows it (the only Content-Length the origin ever sees). `token_cookie`:
+    the cookie that carries a signed-URL token (auth.cookie_name), removed from `Cookie` as
+    token parameters are from the query."""
     sent = [(k, v) for k, v in end_to_end(fields)
             if (name := k.lower()) not in FRAMING and name not in strip and name != "via"
             and not unkeyed(name)]
+    if token_cookie:
+        sent = [(k, v) for k, v in ((k, _without_cookie(v, token_cookie)
+                                     if k.lower() == "cookie" else v) for k, v in sent) if v]
     vias = get_all(fields, "via")
     sent.append(("Via", ", ".join([*vias, f"1.1 {via}"])))  # RFC 9110 §7.6.3
     # A forwarding chain is only believed from a trusted proxy; from anyone else it is
@@ -76,6 +82,13 @@ def origin_request_fields(
     if body_length is not None:
         sent.append(("Content-Length", str(body_length)))
     return sent
+
+
+def _without_cookie(value: str, name: str) -> str:
+    """A Cookie field value without the pairs named `name` (RFC 6265 §5.4 syntax)."""
+    kept = [pair.strip() for pair in value.split(";")
+            if pair.strip() and pair.split("=", 1)[0].strip() != name]
+    return "; ".join(kept)
 
 
 def parse_networks(texts: Iterable[str]) -> tuple[Network, ...]:

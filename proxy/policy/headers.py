@@ -79,15 +79,17 @@ def split_list(value: str) -> list[str]:
     return [item for item in items if item]
 
 
-def end_to_end(headers: Headers) -> list[tuple[str, str]]:
-    """Drop hop-by-hop fields, including those the Connection field names (RFC 9110 §7.6.1)."""
+def end_to_end(headers: Headers, keep: frozenset[str] = frozenset()) -> list[tuple[str, str]]:
+    """Drop hop-by-hop fields, including those the Connection field names (RFC 9110 §7.6.1),
+    except the lower-case names in `keep` (fields a `Connection` must not be able to hide,
+    such as the origin's access policy)."""
     named = {
         token.strip().lower()
         for value in get_all(headers, "connection")
         for token in value.split(",")
         if token.strip()
     }
-    drop = HOP_BY_HOP | named
+    drop = HOP_BY_HOP | (named - keep)
     return [(k, v) for k, v in headers if k.lower() not in drop]
 
 

@@ -50,25 +50,28 @@ class Merged:
     client_only: tuple[tuple[str, str], ...]  # for the client that sent the revalidation
 
 
-def for_storage(response: Headers) -> Merged:
+def for_storage(response: Headers, shared: frozenset[str] = frozenset()) -> Merged:
     """A full response split into what may be stored (and served to anyone) and what goes to
     the client that fetched it only: the fields its `no-cache="..."` / `private="..."` name
-    (RFC 9111 §5.2.2.4: not to be sent to another request without revalidation)."""
-    private = per_client_names(response) - PER_CLIENT  # Set-Cookie: never stored at all
+    (RFC 9111 §5.2.2.4: not to be sent to another request without revalidation). Fields in
+    `shared` (lower-case: the access policy) are always kept: dropping them would make a
+    protected object look public."""
+    private = per_client_names(response) - PER_CLIENT - shared  # Set-Cookie: never stored
     if not private:
         return Merged(tuple(response), ())
     return Merged(tuple((k, v) for k, v in response if k.lower() not in private),
                   tuple((k, v) for k, v in response if k.lower() in private))
 
 
-def merge_304(stored: Headers, fresh: Headers) -> Merged:
+def merge_304(stored: Headers, fresh: Headers, shared: frozenset[str] = frozenset()
+              ) -> Merged:
     """RFC 9111 §4.3.4: fields in the 304 replace the stored ones of the same name; per-client
     fields of the 304 are set aside for its own client, and any the stored response somehow
-    holds are dropped."""
-    private = per_client_names(fresh) | per_client_names(stored)
+    holds are dropped. Fields in `shared` are never per-client (see `for_storage`)."""
+    private = (per_client_names(fresh) | per_client_names(stored)) - shared
     updates = [(k, v) for k, v in fresh if k.lower() not in KEEP_ON_304]
-    shared = [(k, v) for k, v in updates if k.lower() not in private]
-    replaced = {k.lower() for k, _ in shared}
+    for_all = [(k, v) for k, v in updates if k.lower() not in private]
+    replaced = {k.lower() for k, _ in for_all}
     kept = [(k, v) for k, v in stored if k.lower() not in replaced and k.lower() not in private]
     client_only = tuple((k, v) for k, v in updates if k.lower() in private)
-    return Merged(tuple(kept + shared), client_only)
+    return Merged(tuple(kept + for_all), client_only)

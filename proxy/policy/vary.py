@@ -8,12 +8,14 @@ and that name, so purging the URL (exact or prefix) covers every variant.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from proxy.policy.headers import Headers, get_all
 
 SEP = "\x1f"  # between the URL key and the variant (control characters never reach a key)
 _FIELD_SEP = "\x1e"
+_OWS = re.compile(r"[ \t]+")
 
 
 def variant(names: Iterable[str], request: Headers) -> str:
@@ -23,8 +25,10 @@ def variant(names: Iterable[str], request: Headers) -> str:
         if not values:
             parts.append(f"{name}!")
         else:
-            # RFC 9111 §4.1 allows normalising: list members trimmed, inner whitespace folded.
-            members = [" ".join(m.split()) for v in values for m in v.split(",")]
+            # RFC 9111 §4.1 allows normalising: list members trimmed, inner whitespace folded;
+            # only the whitespace HTTP has (SP, HTAB: RFC 9110 §5.6.3), never Unicode spaces an
+            # origin would see as part of the value.
+            members = [" ".join(_OWS.split(m)).strip(" ") for v in values for m in v.split(",")]
             parts.append(f"{name}={','.join(m for m in members if m)}")
     return _FIELD_SEP.join(parts)
 

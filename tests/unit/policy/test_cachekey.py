@@ -94,3 +94,11 @@ def test_undecodable_text_is_rejected() -> None:
 
     assert isinstance(normalise_target("/a\udcff"), Rejected)
     assert isinstance(normalise_target("/a", "q=\ud800"), Rejected)
+
+
+def test_dot_segments_with_path_parameters_are_traversals() -> None:
+    from proxy.policy.cachekey import Rejected, normalise_target
+
+    for raw in ("/x/..;/vault/a", "/x/%2e%2e;/vault/a", "/x/..;jsessionid=1/a", "/a/.;x/b"):
+        assert normalise_target(raw) == Rejected(400, "path_traversal"), raw
+    assert not isinstance(normalise_target("/a/..b;c/d"), Rejected)

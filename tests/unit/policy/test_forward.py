@@ -98,3 +98,11 @@ def test_in_networks_reads_what_it_can() -> None:
     assert in_networks("10.2.3.4", TRUSTED) and in_networks("[::1]", TRUSTED)
     assert not in_networks("not-an-ip", TRUSTED) and not in_networks(None, TRUSTED)
     assert not in_networks("10.2.3.4", ())
+
+
+def test_the_token_cookie_never_reaches_the_origin() -> None:
+    fields = [("Cookie", "theme=dark; mp_token=exp=1&kid=k1&sig=abc; lang=fr"),
+              ("Cookie", "mp_token=x")]
+    sent = origin_request_fields(fields, peer="192.0.2.1", peer_trusted=False, via="mp",
+                                 token_cookie="mp_token")
+    assert [v for k, v in sent if k == "Cookie"] == ["theme=dark; lang=fr"]
