@@ -4,7 +4,9 @@ Rule: the filler holds an exclusive flock on `locks/<h>.lock` for the whole fill
 the response metadata in `tmp/<h>.meta` before the first body byte lands in `tmp/<h>.part`; a
 process that finds the lock held follows that fill by tailing the part file. The kernel drops
 a flock when its process dies, so a crashed filler never blocks a key; its leftovers are
-removed by the next claimant (or the start-up sweep), never by a reader.
+removed by the next claimant (or the start-up sweep), never by a reader. Publishing a fill's
+metadata is its admission to the disk budget: the store makes room for its expected size first
+(`admit`), or refuses with NoRoom (an OSError) and the fill is relayed uncached.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +47,15 @@ class FillPaths:
     lock: Path
     part: Path
     meta: Path
+
+
+# (the fill's paths, its expected size or None, the write that publishes it) -> None; raises
+# OSError (NoRoom) when the fill cannot fit. The store's; the default admits everything.
+Admit = Callable[[FillPaths, int | None, Callable[[], None]], None]
+
+
+def admit_all(paths: FillPaths, expected: int | None, publish: Callable[[], None]) -> None:
+    publish()
 
 
 def _try_lock(path: Path) -> int | None:
@@ -77,12 +89,22 @@ def lock_held(lock: Path) -> bool:
 class Claim:
     """Held by the filling process; `release` ends the fill for every follower."""
 
-    def __init__(self, fd: int, paths: FillPaths) -> None:
+    def __init__(self, fd: int, paths: FillPaths, admit: Admit = admit_all) -> None:
         self._fd = fd
         self.paths = paths
+        self._admit = admit
 
     def publish(self, meta: dict[str, Any]) -> None:
-        """Atomically (re)write the metadata file followers read."""
+        """Atomically (re)write the metadata file followers read. The first announcement of
+        a fill (its response metadata) is admitted to the budget first."""
+        if "meta" in meta and not meta.get("done"):
+            expected = meta.get("expected")
+            self._admit(self.paths, expected if isinstance(expected, int) else None,
+                        lambda: self._write(meta))
+        else:
+            self._write(meta)
+
+    def _write(self, meta: dict[str, Any]) -> None:
         temp = self.paths.meta.with_suffix(f".meta.{os.getpid()}")
         temp.write_bytes(json.dumps(meta, separators=(",", ":")).encode())
         os.replace(temp, self.paths.meta)
@@ -103,7 +125,8 @@ class Claim:
 
 
 class Claims:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, admit: Admit = admit_all) -> None:
+        self._admit = admit
         self.lock_dir = directory / LOCK_DIR
         self.tmp_dir = directory / "tmp"
         self.lock_dir.mkdir(parents=True, exist_ok=True)
@@ -125,7 +148,7 @@ class Claims:
         for leftover in (paths.part, paths.meta):  # a crashed filler's
             with contextlib.suppress(FileNotFoundError):
                 leftover.unlink()
-        return Claim(fd, paths)
+        return Claim(fd, paths, self._admit)
 
     def try_job(self, name: str) -> Claim | None:
         """An exclusive claim on a named background job (a ban's sweep), or None."""
