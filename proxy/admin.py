@@ -120,7 +120,7 @@ def create_admin_app(
     app = web.Application(client_max_size=MAX_PURGE_BODY)
     node = node_name(config)
     registry.register(StoreCollector(
-        lambda: _require(store_for()).volume(),
+        lambda: _require(store_for()).usage().total,
         lambda: _require(store_for()).entry_count(),
         lambda: _superseded(_require(store_for())),
     ))
@@ -179,8 +179,10 @@ def create_admin_app(
         problems: list[str] = []
         if store is None:
             problems.append("cache directory unavailable")
-        elif not await asyncio.to_thread(store.writable):
-            problems.append(f"cache directory not writable: {store.directory}")
+        else:
+            problem = await asyncio.to_thread(store.write_problem)
+            if problem is not None:
+                problems.append(problem)
         if workers_ready is not None:
             ready, wanted = workers_ready()
             if ready < wanted:
@@ -211,6 +213,7 @@ def _stats(store: Store, registry: CollectorRegistry) -> dict[str, Any]:
         "entries": store.entry_count(),
         "bytes": store.volume(),
         "max_size_bytes": store.max_size_bytes,
+        "disk": store.usage().as_json(),  # what max_size_bytes bounds, by part
         "hit_ratio": round(hits / served, 4) if served else None,
         "requests": requests,
         "active_bans": [
