@@ -23,9 +23,11 @@ from proxy.store.bans import BLOCK_BYTES
 from proxy.store.retention import stats, unheld
 
 INDEX_FILES = ("cache.db", "cache.db-wal", "cache.db-shm")
-# SQLite truncates the WAL back to this after a checkpoint (PRAGMA journal_size_limit), so
-# the WAL's share of the budget stays small once a checkpoint completes.
-WAL_LIMIT_BYTES = 4 * 1024 * 1024
+# The WAL is checkpointed every WAL_CHECKPOINT_PAGES pages (SQLite's default is 1000: 4 MiB)
+# and truncated back to WAL_LIMIT_BYTES after a checkpoint, so it takes about 1 MiB of the
+# budget (more only while a long read holds a checkpoint back).
+WAL_CHECKPOINT_PAGES = 256
+WAL_LIMIT_BYTES = 1024 * 1024
 VICTIM_BATCH = 64
 
 

@@ -129,6 +129,7 @@ class Store:
                 # limit, the new entry included: eviction is ours (budget.py), never its.
                 cull_limit=0,
                 sqlite_journal_size_limit=budget.WAL_LIMIT_BYTES,
+                sqlite_wal_autocheckpoint=budget.WAL_CHECKPOINT_PAGES,
                 statistics=False,
                 disk_min_file_size=0,
                 sqlite_mmap_size=2**26,
