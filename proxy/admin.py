@@ -138,7 +138,7 @@ def create_admin_app(
     current = config_for or (lambda: started_config)
     register_process_collectors(registry)
     registry.register(StoreCollector(
-        lambda: _require(store_for()).volume(),
+        lambda: _require(store_for()).usage().total,
         lambda: _require(store_for()).entry_count(),
         lambda: _superseded(_require(store_for())),
     ))
@@ -236,8 +236,10 @@ def create_admin_app(
         problems: list[str] = []
         if store is None:
             problems.append("cache directory unavailable")
-        elif not await asyncio.to_thread(store.writable):
-            problems.append(f"cache directory not writable: {store.directory}")
+        else:
+            problem = await asyncio.to_thread(store.write_problem)
+            if problem is not None:
+                problems.append(problem)
         if workers_ready is not None:
             ready, wanted = workers_ready()
             if ready < wanted:
@@ -270,6 +272,7 @@ def _stats(store: Store, registry: CollectorRegistry) -> dict[str, Any]:
         "entries": store.entry_count(),
         "bytes": store.volume(),
         "max_size_bytes": store.max_size_bytes,
+        "disk": store.usage().as_json(),  # what max_size_bytes bounds, by part
         "hit_ratio": round(hits / served, 4) if served else None,
         "requests": requests,
         "active_bans": [

@@ -27,7 +27,7 @@ from proxy.handler import PEER_KEY, STATUS_KEY, Proxy
 from proxy.metrics import Metrics
 from proxy.origin import OriginClient
 from proxy.policy import forward
-from proxy.status import CacheStatus
+from proxy.status import CacheStatus, error_status
 from proxy.store.index import ORPHAN_MIN_AGE_SECONDS, Store
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,8 @@ def error_response(exc: ProxyError) -> web.Response:
         return response
     if isinstance(exc, AuthError):
         # Machine-readable, and no more detail than the reason: nothing that helps forging.
-        headers = {"X-Cache": CacheStatus.ERROR.value, "Cache-Control": "no-store"}
+        headers = {"X-Cache": error_status(exc.status, auth=True).value,
+                   "Cache-Control": "no-store"}
         if exc.status == 401:
             headers["WWW-Authenticate"] = 'Signed-URL realm="media"'
         return web.json_response({"error": exc.reason}, status=exc.status, headers=headers)
@@ -189,7 +190,7 @@ class PublicApp:
         try:
             response = await self.proxy.handle(request)
         except ProxyError as exc:
-            request[STATUS_KEY] = CacheStatus.ERROR
+            request[STATUS_KEY] = error_status(exc.status, auth=isinstance(exc, AuthError))
             response = error_response(exc)
             if exc.status >= 500:
                 log.warning("%s %s -> %s: %s", request.method, request.path, exc.status,

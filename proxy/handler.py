@@ -36,6 +36,7 @@ from proxy.policy.bans import Ban, BanKind, parse_tags
 from proxy.policy.freshness import Heuristic, StoredResponse, current_age
 from proxy.policy.headers import Headers, end_to_end, get
 from proxy.status import CacheStatus
+from proxy.store.budget import NoRoom
 from proxy.store.claims import Claim
 from proxy.store.fill import Fill, FillState, FillView, RemoteFill
 from proxy.store.front import FrontCache, FrontEntry
@@ -917,6 +918,10 @@ class Proxy:
                 target, variant=vary.variant(names, self._vary_fields(request)) if names else "")
             try:
                 fill = self._open_fill(claim, stored_target, meta, origin.content_length)
+            except NoRoom as exc:
+                # Larger than the budget can hold now: relayed uncached, not a store failure.
+                self.metrics.fills.labels("no_room").inc()
+                log.info("not storing %s: %s", target.key, exc)
             except (StoreError, OSError) as exc:
                 self.metrics.store_errors.labels("fill_create").inc()
                 log.warning("cannot start fill: %s", exc)

@@ -53,7 +53,7 @@ class Metrics:
         self.fills = Counter(
             "mediaproxy_fills",
             "Origin bodies streamed into the store, by outcome "
-            "(committed, incomplete, origin_error, store_error, purged, abandoned, mismatch).",
+            "(committed, incomplete, origin_error, store_error, purged, abandoned, mismatch, no_room).",
             ["outcome"], registry=registry,
         )
         self.store_errors = Counter(
@@ -94,7 +94,7 @@ class Metrics:
         for outcome in ("ok", "error", "timeout"):
             self.origin_requests.labels(outcome)
         for outcome in ("committed", "incomplete", "origin_error", "store_error", "purged",
-                        "abandoned", "mismatch"):
+                        "abandoned", "mismatch", "no_room"):
             self.fills.labels(outcome)
 
     def observe_request(

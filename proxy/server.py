@@ -16,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -49,6 +51,35 @@ log = logging.getLogger(__name__)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 READY_DIR_ENV = "MEDIAPROXY_READY_DIR"  # workers drop ready-<pid> here once listening
+
+
+METRICS_PREFIX = "mediaproxy-metrics-"
+READY_PREFIX = "mediaproxy-ready-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale_dirs() -> int:
+    """Remove the metrics and readiness dirs of supervisors that no longer run (a `kill -9`
+    skips their own cleanup). Only `<prefix><pid>-*` names are judged, by their pid."""
+    removed = 0
+    root = Path(tempfile.gettempdir())
+    for prefix in (METRICS_PREFIX, READY_PREFIX):
+        for path in root.glob(f"{prefix}*"):
+            pid = path.name[len(prefix):].split("-", 1)[0]
+            if pid.isdigit() and not _pid_alive(int(pid)) and path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+                log.info("removed %s (its supervisor is gone)", path)
+                removed += 1
+    return removed
 
 
 def _host_port(listen: str) -> tuple[str, int]:

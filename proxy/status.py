@@ -15,6 +15,7 @@ class CacheStatus(enum.Enum):
     UPDATING = "UPDATING"  # stale copy served while a refresh runs in the background
     PASS = "PASS"  # not from the cache and not stored (unsafe method, uncacheable, store down)
     ERROR = "ERROR"  # answered by the proxy itself with an error status
+    DENIED = "DENIED"  # refused by access control (401/403): no cache outcome to report
 
 
 METHOD_LABELS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "PURGE"})
@@ -23,3 +24,9 @@ METHOD_LABELS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPT
 def method_label(method: str) -> str:
     """Metric label for a method: a closed set, so a client cannot mint label values."""
     return method if method in METHOD_LABELS else "OTHER"
+
+
+def error_status(status: int, auth: bool) -> CacheStatus:
+    """The outcome of a request the proxy refused itself: a 401/403 of access control is a
+    denial, not a failure of the proxy (so it does not read as ERROR on dashboards)."""
+    return CacheStatus.DENIED if auth and status in (401, 403) else CacheStatus.ERROR

@@ -38,7 +38,16 @@ from proxy.config import Config
 from proxy.daemon import changed_keys, log_drain, log_stop, reload_config
 from proxy.errors import StoreError
 from proxy.logs import configure
-from proxy.server import MULTIPROC_ENV, READY_DIR_ENV, Signals, _cluster, _start_site
+from proxy.server import (
+    METRICS_PREFIX,
+    MULTIPROC_ENV,
+    READY_DIR_ENV,
+    READY_PREFIX,
+    Signals,
+    _cluster,
+    _start_site,
+    sweep_stale_dirs,
+)
 from proxy.store.index import Store
 
 log = logging.getLogger("proxy.server")
@@ -75,8 +84,10 @@ class Supervisor:
         self.respawn_at: dict[int, float] = {}
         self.deaths: deque[float] = deque()
         self.generation = 0
-        self.multiproc_dir = Path(tempfile.mkdtemp(prefix="mediaproxy-metrics-"))
-        self.ready_dir = Path(tempfile.mkdtemp(prefix="mediaproxy-ready-"))
+        sweep_stale_dirs()
+        # The pid in the name lets the next supervisor remove them if this one is killed -9.
+        self.multiproc_dir = Path(tempfile.mkdtemp(prefix=f"{METRICS_PREFIX}{os.getpid()}-"))
+        self.ready_dir = Path(tempfile.mkdtemp(prefix=f"{READY_PREFIX}{os.getpid()}-"))
         self.store: Store | None = None
 
     def _spawn(self, index: int, config: Config) -> Worker:

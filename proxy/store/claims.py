@@ -7,11 +7,15 @@ write into another's body. A process that finds the lock held follows that fill 
 part file the metadata names. The kernel drops a flock when its process dies, so a crashed
 filler never blocks a key; its leftovers are removed by the sweep once no live process holds
 the key's lock, never by a reader. Only the claim's owner releases it.
+Publishing a fill's metadata is its admission to the disk budget: the store makes room for its
+expected size first (`admit`), or refuses with NoRoom (an OSError) and the fill is relayed
+uncached.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -20,6 +24,7 @@ import os
 import re
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +53,15 @@ class FillPaths:
     lock: Path
     part: Path
     meta: Path
+
+
+# (the fill's paths, its expected size or None, the write that publishes it) -> None; raises
+# OSError (NoRoom) when the fill cannot fit. The store's; the default admits everything.
+Admit = Callable[[FillPaths, int | None, Callable[[], None]], None]
+
+
+def admit_all(paths: FillPaths, expected: int | None, publish: Callable[[], None]) -> None:
+    publish()
 
 
 def _try_lock(path: Path) -> int | None:
@@ -84,7 +98,7 @@ _PART_NAME = re.compile(r"[0-9a-f]{64}(?:\.[0-9a-f]{32})?\.part")
 class Claim:
     """Held by the filling process; `release` ends the fill for every follower."""
 
-    def __init__(self, fd: int, paths: FillPaths) -> None:
+    def __init__(self, fd: int, paths: FillPaths, admit: Admit = admit_all) -> None:
         self._fd = fd
         self.paths = paths
         # This claim's own body file: unique, so a fill of this key that outlived a bug in
@@ -94,9 +108,21 @@ class Claim:
         # Set when a running fill took the claim over: it releases it when its body ends,
         # and nobody else may (the request that started it may leave long before).
         self.owned_by_fill = False
+        self._admit = admit
 
     def publish(self, meta: dict[str, Any]) -> None:
-        """Atomically (re)write the metadata file followers read."""
+        """Atomically (re)write the metadata file followers read. The first announcement of
+        a fill (its response metadata) is admitted to the budget first."""
+        if "meta" in meta and not meta.get("done"):
+            expected = meta.get("expected")
+            # Admitted as this claim's own body file (the one left out of "in flight").
+            self._admit(dataclasses.replace(self.paths, part=self.part),
+                        expected if isinstance(expected, int) else None,
+                        lambda: self._write(meta))
+        else:
+            self._write(meta)
+
+    def _write(self, meta: dict[str, Any]) -> None:
         temp = self.paths.meta.with_suffix(f".meta.{os.getpid()}")
         temp.write_bytes(json.dumps(meta, separators=(",", ":")).encode())
         os.replace(temp, self.paths.meta)
@@ -117,7 +143,8 @@ class Claim:
 
 
 class Claims:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, admit: Admit = admit_all) -> None:
+        self._admit = admit
         self.lock_dir = directory / LOCK_DIR
         self.tmp_dir = directory / "tmp"
         self.lock_dir.mkdir(parents=True, exist_ok=True)
@@ -139,7 +166,7 @@ class Claims:
         for leftover in (paths.part, paths.meta):  # a crashed filler's
             with contextlib.suppress(FileNotFoundError):
                 leftover.unlink()
-        return Claim(fd, paths)
+        return Claim(fd, paths, self._admit)
 
     def try_job(self, name: str) -> Claim | None:
         """An exclusive claim on a named background job (a ban's sweep), or None."""

@@ -9,6 +9,7 @@ Reads bypass diskcache's LRU write-per-get: access times are batched and flushed
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import logging
@@ -18,6 +19,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,10 +29,11 @@ import diskcache
 from proxy.errors import StoreError
 from proxy.policy.bans import Ban, BanIndex, BanKind
 from proxy.policy.freshness import StoredResponse
-from proxy.store import bans
-from proxy.store.claims import Claims
+from proxy.store import bans, budget
+from proxy.store.budget import NoRoom, Usage
+from proxy.store.claims import Claims, FillPaths
 from proxy.store.disk import Adopt, MediaDisk
-from proxy.store.retention import GRAVEYARD_DIR, GraveyardStats, hold, reap, stats
+from proxy.store.retention import GRAVEYARD_DIR, GraveyardStats, hold, reap, stats, unheld
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,12 @@ TMP_DIR = "tmp"
 # taken first), so a file without a row for this long is a crash's leftover, not a commit.
 ORPHAN_MIN_AGE_SECONDS = 10.0
 MAX_SWEEP_BATCHES = 400  # per ban per maintenance tick (x 500 rows)
+# The readiness probe writes this much: an empty file can still be created on a full disk.
+PROBE_BYTES = 1024 * 1024
+
+
+class _Refused(Exception):
+    """Rolls a commit back: the body does not fit the budget."""
 
 
 @dataclass(slots=True)
@@ -116,7 +125,11 @@ class Store:
                 disk=MediaDisk,
                 size_limit=max_size_bytes,
                 eviction_policy="least-recently-used",
-                cull_limit=10,
+                # diskcache would cull a fixed count of rows on every set at or over its
+                # limit, the new entry included: eviction is ours (budget.py), never its.
+                cull_limit=0,
+                sqlite_journal_size_limit=budget.WAL_LIMIT_BYTES,
+                sqlite_wal_autocheckpoint=budget.WAL_CHECKPOINT_PAGES,
                 statistics=False,
                 disk_min_file_size=0,
                 sqlite_mmap_size=2**26,
@@ -125,7 +138,7 @@ class Store:
                 str(self.directory / "cache.db"), isolation_level=None, check_same_thread=False
             )
             self._reader.execute("PRAGMA busy_timeout = 5000")
-            self.claims = Claims(self.directory)
+            self.claims = Claims(self.directory, admit=self._admit)
             with self.cache.transact(retry=True):
                 for statement in bans.SCHEMA:
                     self.cache._sql(statement)
@@ -274,12 +287,21 @@ class Store:
         self, key: str, temp_path: str, meta: StoredResponse, tags: tuple[str, ...] = (),
         vary: tuple[str, tuple[str, ...]] | None = None,
     ) -> bool:
-        """Adopt the complete temp file as the body of `key` (replacing any older entry).
+        """Adopt the complete temp file as the body of `key` (replacing any older entry),
+        evicting least-recently-used entries (never this one) until the budget holds.
 
-        False when a purge issued after this response was fetched covers it: the body is not
-        adopted (the caller discards it), so an in-flight fill can never undo a purge."""
+        False when the body is not adopted (the caller discards it): a purge issued after this
+        response was fetched covers it, so an in-flight fill can never undo a purge; or it
+        cannot fit in the budget (a body of unknown length that grew too large)."""
+        gone: list[str] = []
         try:
             with self.cache.transact(retry=True):
+                left, gone = self._room(-self._replaced_blocks(key), keep=key)
+                if left > 0:
+                    log.warning("not storing %s: %d bytes over the budget with every other"
+                                " entry evicted", key, left)
+                    gone = []  # the rollback keeps them
+                    raise _Refused
                 rows = self.cache._sql(
                     "SELECT id, kind, value, created, soft FROM MediaBans WHERE created >= ?",
                     (meta.response_time,),
@@ -301,8 +323,13 @@ class Store:
                     self.cache._sql("INSERT OR IGNORE INTO MediaTags (tag, key) VALUES (?, ?)",
                                     (tag, key))
             return True
+        except _Refused:
+            return False
         except (OSError, sqlite3.Error, diskcache.Timeout) as exc:
+            gone = []
             raise StoreError(f"commit failed: {exc}") from exc
+        finally:
+            self._retire(gone)
 
     # -- bans ------------------------------------------------------------------------------
 
@@ -452,51 +479,97 @@ class Store:
 
     def flush_access_times(self) -> int:
         """Write the batched access times (LRU order) in one transaction."""
-        with self._lock:
-            pending, self._accessed = self._accessed, {}
-        if not pending:
-            return 0
         try:
             with self.cache.transact(retry=True):
-                self.cache._con.executemany(
-                    "UPDATE Cache SET access_time = ?, access_count = access_count + 1"
-                    " WHERE rowid = ?",
-                    [(t, rowid) for rowid, t in pending.items()],
-                )
+                return self._apply_access_times()
         except (OSError, sqlite3.Error, diskcache.Timeout) as exc:
             raise StoreError(f"access-time flush failed: {exc}") from exc
+
+    def _apply_access_times(self) -> int:
+        with self._lock:
+            pending, self._accessed = self._accessed, {}
+        if pending:
+            self.cache._con.executemany(
+                "UPDATE Cache SET access_time = ?, access_count = access_count + 1"
+                " WHERE rowid = ?",
+                [(t, rowid) for rowid, t in pending.items()],
+            )
         return len(pending)
 
-    def cull(self) -> int:
-        """Evict least recently used entries until index + bodies + graveyard fit the budget.
+    # -- the budget (budget.py) --------------------------------------------------------------
 
-        diskcache culls at most `cull_limit` rows per set (a burst of fills overshoots) and
-        does not know the graveyard, so the budget is enforced here, in the background."""
-        evicted = 0
+    def usage(self, skip: str | None = None) -> Usage:
+        """What `max_size_bytes` bounds, now (`skip`: a temp file left out of in-flight)."""
+        row = self._read_one("SELECT blocks FROM MediaUsage WHERE id = 0")
+        return budget.usage(self.directory, self.tmp_dir, self.graveyard, int(row[0]), skip)
+
+    def _room(self, extra: int, *, keep: str | None = None, skip: str | None = None,
+              disk_extra: int = 0) -> tuple[int, list[str]]:
+        """Inside a write transaction: evict least-recently-used entries (not `keep`) until
+        what is on disk plus `extra` fits the budget and `min_free_bytes` (+ `disk_extra`, the
+        bytes about to be written) stays free. Returns (bytes still over, files to retire)."""
+        self._apply_access_times()  # this process's batched uses first: LRU as fresh as known
+        row = self.cache._sql("SELECT blocks FROM MediaUsage WHERE id = 0").fetchone()
+        use = budget.usage(self.directory, self.tmp_dir, self.graveyard, int(row[0]), skip)
+        over = use.total + extra - self.max_size_bytes
+        if self.min_free_bytes:
+            # The filesystem may be shared: keep min_free_bytes free as well.
+            short = self.min_free_bytes + disk_extra - shutil.disk_usage(self.directory).free
+            over = max(over, short)
+        return budget.evict(self.cache._sql, self.cache.directory, over, keep)
+
+    def _replaced_blocks(self, key: str) -> int:
+        """The disk a commit of `key` frees by replacing its current body (unless a stream
+        holds that body, which then waits in the graveyard, still counted)."""
+        row = self.cache._sql("SELECT filename, size FROM Cache WHERE key = ? AND raw = 1",
+                              (key,)).fetchone()
+        if row is None or row[0] is None:
+            return 0
+        held = unheld(os.path.join(self.cache.directory, row[0])) is False
+        return 0 if held else budget.blocks(int(row[1]))
+
+    def _retire(self, filenames: list[str]) -> None:
+        for filename in filenames:
+            try:
+                self.cache.disk.remove(filename)
+            except OSError as exc:
+                log.warning("could not remove evicted body %s: %s", filename, exc)
+
+    def _admit(self, paths: FillPaths, expected: int | None, publish: Callable[[], None]
+               ) -> None:
+        """A fill announces itself (claims.py): make room for its expected size ahead of its
+        first byte, then publish it, in one write transaction, so two fills never take the
+        same room. NoRoom (nothing is evicted then) makes the caller relay it uncached."""
+        need = budget.blocks(expected or 0)
+        gone: list[str] = []
         try:
-            while True:
-                over = self.volume() + self.graveyard_stats().bytes - self.max_size_bytes
-                if self.min_free_bytes:
-                    # The filesystem may be shared: keep min_free_bytes free as well.
-                    short = self.min_free_bytes - shutil.disk_usage(self.directory).free
-                    over = max(over, short)
-                if over <= 0:
-                    return evicted
-                with self._lock:
-                    rows = self._reader.execute(
-                        "SELECT key, size FROM Cache WHERE raw = 1"
-                        " ORDER BY access_time LIMIT 64"
-                    ).fetchall()
-                if not rows:
-                    return evicted  # only the graveyard is left: it shrinks as streams end
-                for key, size in rows:
-                    self.cache.delete(key, retry=True)
-                    evicted += 1
-                    over -= size
-                    if over <= 0:
-                        break
+            with self.cache.transact(retry=True):
+                left, gone = self._room(need, skip=str(paths.part), disk_extra=need)
+                if left > 0:
+                    gone = []  # the rollback keeps them
+                    raise NoRoom(need, self.max_size_bytes)
+                publish()
+        except (sqlite3.Error, diskcache.Timeout) as exc:
+            gone = []
+            # Claim.publish fails with OSError only (its callers' contract: a write failed).
+            raise OSError(errno.EIO, f"fill admission failed: {exc}") from exc
+        finally:
+            self._retire(gone)
+
+    def cull(self) -> int:
+        """Evict least-recently-used entries until the budget holds again (in the background:
+        bodies of unknown length grow without an announced size, the WAL grows, streams end
+        later than evictions). Returns how many went."""
+        gone: list[str] = []
+        try:
+            with self.cache.transact(retry=True):
+                _, gone = self._room(0)
         except (OSError, sqlite3.Error, diskcache.Timeout) as exc:
+            gone = []
             raise StoreError(f"cull failed: {exc}") from exc
+        finally:
+            self._retire(gone)
+        return len(gone)
 
     @property
     def graveyard(self) -> str:
@@ -544,14 +617,22 @@ class Store:
                 continue
         return removed
 
-    def writable(self) -> bool:
+    def write_problem(self) -> str | None:
+        """Why a fill could not be written now (None: it could): a write of real bytes beside
+        the fills' temp files, since a full disk still lets an empty file be created."""
         probe = self.tmp_dir / f".probe-{os.getpid()}"
         try:
-            probe.write_bytes(b"")
-            probe.unlink()
-            return True
-        except OSError:
-            return False
+            with open(probe, "wb") as f:
+                f.write(bytes(PROBE_BYTES))
+            return None
+        except OSError as exc:
+            return f"cache directory cannot be written ({exc.strerror or exc}): {self.directory}"
+        finally:
+            with contextlib.suppress(OSError):
+                probe.unlink()
+
+    def writable(self) -> bool:
+        return self.write_problem() is None
 
     def close(self) -> None:
         with contextlib.suppress(StoreError):
