@@ -38,7 +38,7 @@ from proxy.policy.headers import Headers, end_to_end, get
 from proxy.status import CacheStatus
 from proxy.store.budget import NoRoom
 from proxy.store.claims import Claim
-from proxy.store.fill import Fill, FillState, FillView, RemoteFill
+from proxy.store.fill import Fill, FillView, RemoteFill
 from proxy.store.front import FrontCache, FrontEntry
 from proxy.store.index import CachedBody, Store, meta_dict, meta_from_dict
 from proxy.store.retention import hold
@@ -978,6 +978,7 @@ class Proxy:
         store = self.store
         assert store is not None
         outcome = "committed"
+        whole = False  # the body may reach its readers whole (see Fill.settle)
         abandon_after = self.config.cache.fill_abandon_bytes
         checked = time.monotonic()
         try:
@@ -988,7 +989,7 @@ class Proxy:
                         and time.monotonic() - checked > 0.5):
                     checked = time.monotonic()
                     remaining = (None if fill.expected is None
-                                 else fill.expected - fill.written)
+                                 else fill.expected - fill.received)
                     if (remaining is None or remaining > abandon_after) and (
                             not fill.read_anywhere()):
                         outcome = "abandoned"  # every client left: spare the origin the rest
@@ -1000,16 +1001,20 @@ class Proxy:
                     await fill.wait_for_room(SPILL_WINDOW_BYTES)
             if outcome == "abandoned":
                 pass
+            elif not fill.finish():
+                outcome = "incomplete"
             elif fill.spill_error is not None:
-                fill.finish()
+                whole = True  # relayed whole through memory; never committed
                 outcome = "store_error"
-            elif fill.finish() and not await asyncio.to_thread(fill.verify):
-                # Not the file, the size or the bytes this fill wrote: never adopted.
+            elif not await asyncio.to_thread(fill.verify):
+                # Not the file, the size or the bytes this fill wrote: never adopted, and its
+                # readers, still short of the last byte, are cut short.
                 outcome = "mismatch"
                 self.metrics.store_errors.labels("fill_verify").inc()
                 log.error("fill of %s failed its identity check: not committed", fill.key)
-            elif fill.state is FillState.COMPLETE:
-                meta = dataclasses.replace(fill.meta, body_size=fill.written)
+            else:
+                whole = True
+                meta = dataclasses.replace(fill.meta, body_size=fill.received)
                 committed = await asyncio.to_thread(store.commit, fill.key, fill.temp_path, meta,
                                                     response_tags(meta.headers), fill.vary_record)
                 self._forget(fill.key)
@@ -1017,8 +1022,6 @@ class Proxy:
                     self._vary_known.pop(fill.vary_record[0])
                 if not committed:
                     outcome = "purged"
-            else:
-                outcome = "incomplete"
         except OriginError as exc:
             outcome = "origin_error"
             log.warning("fill of %s broke: %s", fill.key, exc.message)
@@ -1027,7 +1030,8 @@ class Proxy:
             outcome = "store_error"
             self.metrics.store_errors.labels("fill").inc()
             log.warning("fill of %s could not be stored: %s", fill.key, exc.message)
-            fill.fail()
+            if not whole:  # else the body is whole and verified, only its commit failed
+                fill.fail()
         except asyncio.CancelledError:
             outcome = "incomplete"
             fill.fail()
@@ -1036,10 +1040,14 @@ class Proxy:
             origin.release() if outcome == "committed" else origin.close()
             if outcome != "committed":
                 store.discard_temp(fill.temp_path)
+            # Readers in this process get the held-back end (or are cut) only now that the
+            # entry is in the store: their next request finds it.
+            fill.settle(whole)
             if fill.claim is not None:
                 with contextlib.suppress(OSError):
                     fill.claim.publish({"done": True, "ok": outcome == "committed",
-                                        "size": fill.written})
+                                        "verified": outcome != "mismatch",
+                                        "size": fill.received})
                 fill.claim.release()
             if self.fills.get(fill.key) is fill:
                 del self.fills[fill.key]

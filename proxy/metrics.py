@@ -53,7 +53,8 @@ class Metrics:
         self.fills = Counter(
             "mediaproxy_fills",
             "Origin bodies streamed into the store, by outcome "
-            "(committed, incomplete, origin_error, store_error, purged, abandoned, mismatch, no_room).",
+            "(committed, incomplete, origin_error, store_error, purged, abandoned, mismatch, "
+            "no_room).",
             ["outcome"], registry=registry,
         )
         self.store_errors = Counter(
