@@ -27,6 +27,19 @@ from proxy.store.claims import Claim, Claims
 from proxy.store.retention import hold, unheld
 
 
+class FillOutcome(enum.Enum):
+    """How a fill ended: the `outcome` label of `mediaproxy_fills_total`."""
+
+    COMMITTED = "committed"
+    INCOMPLETE = "incomplete"  # shorter than its Content-Length, or cancelled
+    ORIGIN_ERROR = "origin_error"
+    STORE_ERROR = "store_error"  # relayed whole through memory (disk failing), not stored
+    PURGED = "purged"  # a purge issued after the fetch covers it
+    ABANDONED = "abandoned"  # every client left with much still to come
+    MISMATCH = "mismatch"  # the temp file was not the file, size or bytes it wrote
+    NO_ROOM = "no_room"  # larger than the budget can hold: relayed uncached
+
+
 class FillState(enum.Enum):
     RUNNING = "running"
     COMPLETE = "complete"

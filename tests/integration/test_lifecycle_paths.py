@@ -170,7 +170,7 @@ async def test_lifecycle_exit(row: Row, origin: Origin, make_proxy: ProxyFactory
         assert sha256(body) == sha256(row.body)
     await settled(proxy)
     for _ in range(100):  # a background refresh may still be on its way
-        if not proxy.runtime.proxy._refreshing:
+        if not proxy.runtime.proxy.refreshing:
             break
         await asyncio.sleep(0.01)
     if row.origin_requests is not None:
