@@ -9,6 +9,7 @@ Imported by `app`, `logs`, `deliver` and `lifecycle`; imports nothing of theirs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from types import TracebackType
 from typing import Any
@@ -57,6 +58,15 @@ class Held:
         self.future = asyncio.get_running_loop().create_future()
         self.pending[key] = self.future
         return self.future
+
+    def fail(self, error: Any, notice: dict[str, Any]) -> None:
+        """The request that went to the origin for the key failed: waiters in this process
+        get `error` from the future, followers elsewhere `notice` from the claim, at once."""
+        if self.claim is not None and self.claim.held:
+            with contextlib.suppress(OSError):
+                self.claim.publish(notice)
+        if self.future is not None and not self.future.done():
+            self.future.set_result(error)
 
     def hand_over(self, result: Any = None) -> None:
         """Let others go: release the claim (unless a running fill took it over) and resolve

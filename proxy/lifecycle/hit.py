@@ -78,12 +78,12 @@ def current(ctx: Context, ex: Exchange, step: steps.Current) -> steps.Fresh | st
     key = ex.key
     cached = ctx.lookup(key)
     if cached is None:
-        return steps.Miss(step.stale, step.status, step.round + 1)
+        return steps.Miss(step.stale, step.status, step.round + 1, step.claim_key)
     decision = decide.on_request_facts(ctx.facts(key, cached.meta), fields(ex.request),
                                        ctx.clock())
     if ctx.ban_for(key, cached.meta) is not None or not isinstance(decision, decide.Serve):
         cached.close()  # purged, or not usable for this request: claim and fetch
-        return steps.Miss(step.stale, step.status, step.round + 1)
+        return steps.Miss(step.stale, step.status, step.round + 1, step.claim_key)
     return steps.Fresh(ex.held.body(cached), decision.age_seconds)
 
 

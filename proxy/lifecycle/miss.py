@@ -43,9 +43,11 @@ async def ask_origin(ctx: Context, ex: Exchange, step: steps.Claimed) -> steps.T
     origin: OriginResponse | None = None
     try:
         origin = await ctx.origin_request("GET", ex.target, headers)
-    except OriginError:
+    except OriginError as exc:
         if not isinstance(decide.on_origin(None, stale_facts, fields(request), ctx.clock()),
                           decide.StaleOnError):
+            ex.held.fail(exc, {"failed": {"status": exc.status, "message": exc.message,
+                                          "at": ctx.clock()}})
             raise
     decision = decide.on_origin(None if origin is None else origin.status, stale_facts,
                                 fields(request), ctx.clock())

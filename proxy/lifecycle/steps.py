@@ -45,6 +45,10 @@ class Miss:
     stale: Any  # CachedBody to revalidate, or None
     status: CacheStatus = CacheStatus.MISS
     round: int = 0
+    # The claim to collapse on: the key, or (after a purge that landed during a fill, whose
+    # old fill still holds the key's claim) a generation of it that all requests after that
+    # purge share, so they collapse on one new fill instead of each going to the origin.
+    claim_key: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +66,7 @@ class Follow:
     stale: Any
     status: CacheStatus
     round: int
+    claim_key: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +76,7 @@ class Current:
     stale: Any
     status: CacheStatus
     round: int
+    claim_key: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +127,12 @@ class Uncached:
 
     status: CacheStatus
     origin: Any = None
+
+
+def generation(key: str, ban_id: int) -> str:
+    """The claim key requests share after ban `ban_id` covered the fill holding `key`'s
+    claim (that fill keeps the key's claim for its own readers)."""
+    return f"{key}\x1e#{ban_id}"
 
 
 Terminal = Fresh | Stale | Revalidated | Join | Filling | Uncached

@@ -282,7 +282,8 @@ class RemoteFill:
         poll_seconds: float = 0.005,
     ) -> None:
         self.claims = claims
-        self.key = key
+        self.key = key  # the entry's key (the caller may set it from the notice)
+        self.claim_key = key  # the claim the filler holds
         self.meta = meta
         self.expected = expected
         self._handle = handle
@@ -313,7 +314,7 @@ class RemoteFill:
             self.written = size if self.expected is None else min(size, self.expected - 1)
             if self.written > offset:
                 return
-            if not self.claims.is_held(self.key):
+            if not self.claims.is_held(self.claim_key):
                 # The filler is done (or dead): what is in the file now is all there will be.
                 self.written = os.fstat(self._handle.fileno()).st_size
                 self.state = FillState.COMPLETE if self._complete() else FillState.FAILED
@@ -321,7 +322,7 @@ class RemoteFill:
             await asyncio.sleep(self.poll_seconds)
 
     def _complete(self) -> bool:
-        final = self.claims.read_meta(self.key) or {}
+        final = self.claims.read_meta(self.claim_key) or {}
         if final.get("done") and final.get("ok") is False and final.get("verified") is False:
             return False  # the filler found the file was not what it wrote
         if self.expected is not None:
