@@ -22,7 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from proxy.config import Config
 from proxy.errors import StoreError
-from proxy.metrics import StoreCollector
+from proxy.metrics import NodeCollector, StoreCollector, purge_kind_label
 from proxy.policy import cachekey
 from proxy.policy.bans import Ban, BanKind
 from proxy.store.index import Store
@@ -123,7 +123,16 @@ def create_admin_app(
         lambda: _require(store_for()).volume(),
         lambda: _require(store_for()).entry_count(),
         lambda: _superseded(_require(store_for())),
+        lambda: _require(store_for()).max_size_bytes,
+        lambda: len(_require(store_for()).bans().all),
     ))
+    purges: dict[str, int] = {}  # kind label -> count, for mediaproxy_purges_total
+
+    def problems() -> list[str]:
+        return readiness_problems(store_for(), workers_ready)
+
+    registry.register(NodeCollector(problems, purges,
+                                    cluster.gauges if cluster is not None else None))
 
     async def purge(request: web.Request) -> web.Response:
         if not config.admin.token:
@@ -149,6 +158,8 @@ def create_admin_app(
             ban = await apply_purge(store, *parsed, clock=clock)
         except StoreError as exc:
             return _error(503, "store_error", exc.message)
+        kind = purge_kind_label(ban.kind, ban.value)
+        purges[kind] = purges.get(kind, 0) + 1
         answer = ban_json(ban, node)
         if cluster is not None:
             published = await cluster.publish(ban)
@@ -175,18 +186,9 @@ def create_admin_app(
         return web.Response(text="ok\n")
 
     async def readyz(_: web.Request) -> web.Response:
-        store = store_for()
-        problems: list[str] = []
-        if store is None:
-            problems.append("cache directory unavailable")
-        elif not await asyncio.to_thread(store.writable):
-            problems.append(f"cache directory not writable: {store.directory}")
-        if workers_ready is not None:
-            ready, wanted = workers_ready()
-            if ready < wanted:
-                problems.append(f"{ready} of {wanted} workers listening")
-        return web.json_response({"ready": not problems, "problems": problems},
-                                 status=503 if problems else 200)
+        found = await asyncio.to_thread(problems)
+        return web.json_response({"ready": not found, "problems": found},
+                                 status=503 if found else 200)
 
     app.router.add_post("/purge", purge)
     app.router.add_get("/stats", stats)
@@ -221,6 +223,21 @@ def _stats(store: Store, registry: CollectorRegistry) -> dict[str, Any]:
         "superseded_files": graveyard.files,
         "superseded_bytes": graveyard.bytes,
     }
+
+
+def readiness_problems(store: Store | None,
+                       workers_ready: Callable[[], tuple[int, int]] | None) -> list[str]:
+    """Why this node should not get traffic ([] = ready): /readyz and mediaproxy_ready."""
+    problems: list[str] = []
+    if store is None:
+        problems.append("cache directory unavailable")
+    elif not store.writable():
+        problems.append(f"cache directory not writable: {store.directory}")
+    if workers_ready is not None:
+        ready, wanted = workers_ready()
+        if ready < wanted:
+            problems.append(f"{ready} of {wanted} workers listening")
+    return problems
 
 
 def _superseded(store: Store) -> tuple[int, int]:

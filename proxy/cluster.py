@@ -42,6 +42,7 @@ from redis.exceptions import RedisError
 
 from proxy.config import ClusterConfig
 from proxy.errors import ProxyError, StoreError
+from proxy.metrics import purge_kind_label
 from proxy.policy.bans import Ban, BanKind
 from proxy.store.index import Store
 
@@ -131,6 +132,17 @@ class NodeState:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class Gauges:
+    """This node's view of purge propagation, for /metrics (no Redis round trip)."""
+
+    connected: bool
+    live_nodes: int
+    pending: int  # received and not yet applied, or made and not yet published
+    newest_applied: float | None  # `created` of the newest purge applied here (own or not)
+    received: dict[str, int]  # purges from other nodes applied here, by kind label
+
+
 @dataclass(slots=True)
 class _View:
     """The last membership read from Redis (kept for answers while Redis is down)."""
@@ -145,6 +157,7 @@ class _State:
     retry: dict[str, Purge] = field(default_factory=dict)  # received, store failed
     unpublished: list[Purge] = field(default_factory=list)  # made while Redis was down
     waiters: dict[str, asyncio.Event] = field(default_factory=dict)
+    received: dict[str, int] = field(default_factory=dict)  # kind label -> count
 
 
 def redact(url: str) -> str:
@@ -229,6 +242,13 @@ class Cluster:
                 "connected": self._connected, "live_nodes": sorted(self._view.live),
                 "known_nodes": sorted(self._view.known),
                 "unpublished": len(self._state.unpublished)}
+
+    def gauges(self) -> Gauges:
+        state = self._state
+        return Gauges(connected=self._connected, live_nodes=len(self._view.live),
+                      pending=len(state.retry) + len(state.unpublished),
+                      newest_applied=max(state.applied.values(), default=None),
+                      received=dict(state.received))
 
     # -- publishing and answering ----------------------------------------------------------
 
@@ -531,6 +551,8 @@ class Cluster:
             return False
         self._state.retry.pop(purge.id, None)
         self._state.applied[purge.id] = purge.created
+        kind = purge_kind_label(purge.kind, purge.value)
+        self._state.received[kind] = self._state.received.get(kind, 0) + 1
         log.info("cluster: applied purge %s from %s: %s %r%s", purge.id, purge.origin_node,
                  purge.kind.value, purge.value, " (soft)" if purge.soft else "")
         return True
