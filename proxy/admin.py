@@ -22,7 +22,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from proxy.config import Config
 from proxy.errors import StoreError
-from proxy.metrics import StoreCollector, register_process_collectors
+from proxy.metrics import (
+    NodeCollector,
+    StoreCollector,
+    purge_kind_label,
+    register_process_collectors,
+)
 from proxy.policy import cachekey, tokens
 from proxy.policy.bans import Ban, BanKind
 from proxy.policy.freshness import Heuristic
@@ -141,7 +146,16 @@ def create_admin_app(
         lambda: _require(store_for()).usage().total,
         lambda: _require(store_for()).entry_count(),
         lambda: _superseded(_require(store_for())),
+        lambda: _require(store_for()).max_size_bytes,
+        lambda: len(_require(store_for()).bans().all),
     ))
+    purges: dict[str, int] = {}  # kind label -> count, for mediaproxy_purges_total
+
+    def problems() -> list[str]:
+        return readiness_problems(store_for(), workers_ready)
+
+    registry.register(NodeCollector(problems, purges,
+                                    cluster.gauges if cluster is not None else None))
 
     async def purge(request: web.Request) -> web.Response:
         config = current()
@@ -168,6 +182,8 @@ def create_admin_app(
             ban = await apply_purge(store, *parsed, clock=clock)
         except StoreError as exc:
             return _error(503, "store_error", exc.message)
+        kind = purge_kind_label(ban.kind, ban.value)
+        purges[kind] = purges.get(kind, 0) + 1
         answer = ban_json(ban, node)
         if cluster is not None:
             published = await cluster.publish(ban)
@@ -232,20 +248,9 @@ def create_admin_app(
         return web.Response(text="ok\n")
 
     async def readyz(_: web.Request) -> web.Response:
-        store = store_for()
-        problems: list[str] = []
-        if store is None:
-            problems.append("cache directory unavailable")
-        else:
-            problem = await asyncio.to_thread(store.write_problem)
-            if problem is not None:
-                problems.append(problem)
-        if workers_ready is not None:
-            ready, wanted = workers_ready()
-            if ready < wanted:
-                problems.append(f"{ready} of {wanted} workers listening")
-        return web.json_response({"ready": not problems, "problems": problems},
-                                 status=503 if problems else 200)
+        found = await asyncio.to_thread(problems)
+        return web.json_response({"ready": not found, "problems": found},
+                                 status=503 if found else 200)
 
     app.router.add_post("/purge", purge)
     app.router.add_get("/stats", stats)
@@ -283,6 +288,24 @@ def _stats(store: Store, registry: CollectorRegistry) -> dict[str, Any]:
         "superseded_files": graveyard.files,
         "superseded_bytes": graveyard.bytes,
     }
+
+
+def readiness_problems(store: Store | None,
+                       workers_ready: Callable[[], tuple[int, int]] | None) -> list[str]:
+    """Why this node should not get traffic ([] = ready): /readyz and mediaproxy_ready."""
+    problems: list[str] = []
+    if store is None:
+        problems.append("cache directory unavailable")
+    else:
+        # A real 1 MiB write into tmp/: a full filesystem counts (an empty file would not).
+        problem = store.write_problem()
+        if problem is not None:
+            problems.append(problem)
+    if workers_ready is not None:
+        ready, wanted = workers_ready()
+        if ready < wanted:
+            problems.append(f"{ready} of {wanted} workers listening")
+    return problems
 
 
 def _superseded(store: Store) -> tuple[int, int]:

@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 
 from proxy.cluster.link import SOCKET_TIMEOUT_SECONDS, ClusterUnavailable, Link, redact, stop
 from proxy.cluster.membership import Membership
-from proxy.cluster.messages import Acks, NodeState, Published
+from proxy.cluster.messages import Acks, Gauges, NodeState, Published
 from proxy.cluster.publishing import Publisher, State
 from proxy.cluster.receiving import Receiver
 from proxy.config import ClusterConfig
@@ -104,6 +104,13 @@ class Cluster:
                 "connected": self._link.connected, "live_nodes": sorted(view.live),
                 "known_nodes": sorted(view.known),
                 "unpublished": len(self._state.unpublished)}
+
+    def gauges(self) -> Gauges:
+        state = self._state
+        return Gauges(connected=self._link.connected, live_nodes=len(self._members.view.live),
+                      pending=len(state.retry) + len(state.unpublished),
+                      newest_applied=max(state.applied.values(), default=None),
+                      received=dict(state.received))
 
     # -- publishing and answering (publishing.py, membership.py) ---------------------------
 
