@@ -103,3 +103,22 @@ def test_tls_fronts_set_the_client_address_rather_than_append(conf: str) -> None
     assert headers["X-Real-IP"] == "$remote_addr"
     assert len(directives) == len(headers)  # each header set once
     assert "$proxy_add_x_forwarded_for" not in text
+
+
+def test_each_node_config_is_valid_and_believes_only_the_front() -> None:
+    """The environment a node gets, applied to the image's config file as the proxy loads it:
+    valid, and the front's address is the one trusted proxy (its X-Forwarded-For is read)."""
+    import ipaddress
+
+    from proxy import config as config_mod
+
+    services = compose()["services"]
+    front_ip = services["front"]["networks"]["edge"]["ipv4_address"]
+    for node in NODES:
+        env = {k: str(v) for k, v in services[node]["environment"].items()
+               if k.startswith("MEDIAPROXY_")}
+        env = {k: v.replace("${MEDIAPROXY_ADMIN_TOKEN:-compose-demo-admin-token}",
+                            "compose-demo-admin-token") for k, v in env.items()}
+        loaded = config_mod.load(DEPLOY / "container.toml", env=env)
+        networks = [ipaddress.ip_network(n) for n in loaded.server.trusted_networks()]
+        assert networks == [ipaddress.ip_network(f"{front_ip}/32")], node
