@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -158,10 +158,16 @@ async def send_file(
     return response
 
 
+Resume = Callable[[int, int | None], AsyncIterator[bytes]]
+
+
 async def send_fill(
-    request: web.BaseRequest, plan: Plan, fill: FillView, headers: CIMultiDict[str]
+    request: web.BaseRequest, plan: Plan, fill: FillView, headers: CIMultiDict[str],
+    resume: Resume | None = None,
 ) -> web.StreamResponse:
-    """Tail a growing fill: send each byte range as soon as it is in the temp file."""
+    """Tail a growing fill: send each byte range as soon as it is in the temp file. When the
+    fill's file stops short for good (`SPILLED`: another process's disk failed), the rest
+    comes from `resume(offset, end)`, or the response is cut short."""
     handle = fill.open_reader()
     if handle is None:
         raise FillClosed()
@@ -195,6 +201,22 @@ async def send_fill(
             if isinstance(fill, Fill):
                 fill.advanced(handle, offset)
             if end is not None and offset >= end:
+                break
+            if fill.state is FillState.SPILLED and offset >= fill.written:
+                if resume is None:
+                    abort(request)
+                    raise Truncated("fill spilled")
+                try:
+                    async for data in resume(offset, end):
+                        await response.write(data)
+                        _count(request, len(data))
+                        offset += len(data)
+                except Truncated:
+                    abort(request)
+                    raise
+                if end is not None and offset < end:
+                    abort(request)
+                    raise Truncated("resumed body ended early")
                 break
             if fill.state is FillState.FAILED:
                 abort(request)

@@ -14,11 +14,12 @@ from aiohttp import HttpVersion11, web
 from multidict import CIMultiDict
 
 from proxy import deliver
-from proxy.exchange import SESSION_GRANTED_KEY, Exchange, record_status
+from proxy.exchange import SESSION_GRANTED_KEY, TARGET_KEY, Exchange, record_status
 from proxy.lifecycle import steps
 from proxy.lifecycle.admit import fields as request_fields
 from proxy.lifecycle.authorize import authorize, granted
 from proxy.lifecycle.context import Context
+from proxy.lifecycle.fill import resume_from_origin
 from proxy.lifecycle.streams import streaming
 from proxy.origin import OriginResponse
 from proxy.policy import respond, session
@@ -125,7 +126,9 @@ async def from_fill(ctx: Context, request: web.BaseRequest, fill: Fill, status: 
                         fill.expected, age)
     out = client_headers(ctx, request, plan.headers, status)
     with streaming(ctx, request, fill.key, fill.meta, granted(ctx, request)):
-        return await deliver.send_fill(request, plan, fill, out)
+        resume = None if isinstance(fill, Fill) else resume_from_origin(
+            ctx, request, request[TARGET_KEY], fill)
+        return await deliver.send_fill(request, plan, fill, out, resume)
 
 
 async def relay(ctx: Context, request: web.BaseRequest, origin: OriginResponse,

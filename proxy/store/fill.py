@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import enum
 import fcntl
 import hashlib
 import io
 import os
+import stat
 from typing import Protocol
 
 from proxy.errors import StoreError
@@ -44,6 +46,9 @@ class FillState(enum.Enum):
     RUNNING = "running"
     COMPLETE = "complete"
     FAILED = "failed"
+    # Another process's fill whose disk write failed: its file ends here, the filler relays
+    # the rest to its own readers from memory; ours must get the rest elsewhere.
+    SPILLED = "spilled"
 
 
 class FillView(Protocol):
@@ -172,6 +177,13 @@ class Fill:
         at_end = self.expected is not None and self.received >= self.expected
         self.written = self.received - 1 if at_end and self.received else self.received
         self._wake()
+
+    def mark_spilled(self) -> None:
+        """Tell readers in other processes that this file will not grow any more. On a full
+        disk no notice can be written, so the signal costs no space: the file's mode loses its
+        write bit."""
+        with contextlib.suppress(OSError):
+            os.fchmod(self._read_fd, 0o400)
 
     def read_spilled(self, offset: int, limit: int) -> bytes:
         """Bytes from `offset` (past the disk part) up to `limit`, from the memory window."""
@@ -308,7 +320,8 @@ class RemoteFill:
 
     async def wait_beyond(self, offset: int) -> None:
         while self.state is FillState.RUNNING:
-            size = os.fstat(self._handle.fileno()).st_size
+            status = os.fstat(self._handle.fileno())
+            size = status.st_size
             # As for a local fill, the last byte waits until the filler has settled (released
             # its claim after verifying and committing).
             self.written = size if self.expected is None else min(size, self.expected - 1)
@@ -318,6 +331,11 @@ class RemoteFill:
                 # The filler is done (or dead): what is in the file now is all there will be.
                 self.written = os.fstat(self._handle.fileno()).st_size
                 self.state = FillState.COMPLETE if self._complete() else FillState.FAILED
+                return
+            if not status.st_mode & stat.S_IWUSR:
+                # The filler's disk failed (see Fill.mark_spilled): the file will not grow.
+                self.written = os.fstat(self._handle.fileno()).st_size
+                self.state = FillState.SPILLED
                 return
             await asyncio.sleep(self.poll_seconds)
 
