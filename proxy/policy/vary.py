@@ -4,8 +4,9 @@ Rule: a variant is named by the values of the request fields the response's Vary
 normalised (names lower-cased, lines joined, whitespace collapsed); an absent field is distinct
 from an empty one. Accept-Language and Accept-Encoding are further normalised as far as their
 meaning allows and no further (`_weighted`): two requests share a variant only if every
-origin that follows RFC 9110 §12.4.2 would choose the same for both. Its cache key is the URL key, a separator that no normalised URL contains,
-and that name, so purging the URL (exact or prefix) covers every variant.
+origin that follows RFC 9110 §12.4.2 would choose the same for both. Its cache key is the
+URL key, a separator that no normalised URL contains, and that name, so purging the URL
+(exact or prefix) covers every variant.
 """
 
 from __future__ import annotations
