@@ -28,7 +28,7 @@ from proxy.metrics import (
     purge_kind_label,
     register_process_collectors,
 )
-from proxy.policy import cachekey, tokens
+from proxy.policy import cachekey, groups, tokens
 from proxy.policy.bans import Ban, BanKind
 from proxy.policy.freshness import Heuristic
 from proxy.store import listing
@@ -76,9 +76,9 @@ def parse_purge(body: Any, max_length: int) -> tuple[BanKind, str, bool] | str:
     soft = body.get("soft", False)
     if not isinstance(soft, bool):
         return "soft: expected true or false"
-    given = [k for k in ("url", "prefix", "tag", "all") if k in body]
+    given = [k for k in ("url", "prefix", "tag", "group", "all") if k in body]
     if len(given) != 1:
-        return 'give exactly one of "url", "prefix", "tag", "all"'
+        return 'give exactly one of "url", "prefix", "tag", "group", "all"'
     kind = given[0]
     value = body[kind]
     if kind == "all":
@@ -95,6 +95,10 @@ def parse_purge(body: Any, max_length: int) -> tuple[BanKind, str, bool] | str:
         if any(c.isspace() for c in value):
             return "tag: one tag, no spaces"
         return BanKind.TAG, value, soft
+    if kind == "group":  # an HTTP Cache Group (RFC 9875) the origin named
+        if len(value) > groups.MAX_GROUP_CHARS or not value.isprintable():
+            return f"group: at most {groups.MAX_GROUP_CHARS} printable characters"
+        return BanKind.TAG, groups.tag(value), soft
     key = purge_target(value, max_length)
     if key is None:
         return f"{kind}: not a valid path"

@@ -37,13 +37,21 @@ def build_headers(
     status: CacheStatus,
     via: str,
     hidden: frozenset[str] = frozenset(),
+    *,
+    x_cache: bool = True,
+    cache_status: str | None = None,
 ) -> CIMultiDict[str]:
+    """The client's fields: the response's own (less `hidden`), our Via, our X-Cache, and our
+    Cache-Status member after the origin's (RFC 9211 §2: the closest cache to the client last)."""
     headers: CIMultiDict[str] = CIMultiDict((k, v) for k, v in fields if k.lower() not in hidden)
     existing = headers.getall("Via", [])
     if existing:
         del headers["Via"]
     headers["Via"] = ", ".join([*existing, f"1.1 {via}"])  # RFC 9110 §7.6.3
-    headers["X-Cache"] = status.value
+    if x_cache:
+        headers["X-Cache"] = status.value
+    if cache_status is not None:
+        headers.add("Cache-Status", cache_status)
     return headers
 
 

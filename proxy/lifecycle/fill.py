@@ -22,7 +22,7 @@ from proxy.errors import OriginError, StoreError
 from proxy.lifecycle.admit import forward_headers
 from proxy.lifecycle.context import Context
 from proxy.origin import OriginResponse
-from proxy.policy import cachekey
+from proxy.policy import cachekey, digest
 from proxy.policy.bans import response_tags
 from proxy.policy.freshness import StoredResponse
 from proxy.policy.headers import get
@@ -68,10 +68,16 @@ def start(ctx: Context, fill: Fill, origin: OriginResponse) -> None:
 
 
 async def run(ctx: Context, fill: Fill, origin: OriginResponse) -> None:
-    """Origin body -> temp file -> verify -> commit. Runs to the end even if every client
-    leaves (unless abandoned)."""
+    """Origin body -> temp file -> verify (the file, and the origin's digest) -> commit.
+    Runs to the end even if every client leaves (unless abandoned)."""
     store = ctx.store
     assert store is not None
+    check = digest.expected("GET", origin.status, origin.headers)
+    if isinstance(check, digest.Unsupported):
+        log.info("fill of %s: %s; stored unchecked", fill.key, check.reason)
+    elif isinstance(check, digest.Expected):
+        fill.extra_digests = {name: digest.hasher(name) for name in check.algorithms
+                              if name != "sha-256"}
     outcome = FillOutcome.COMMITTED
     whole = False  # the body may reach its readers whole (see Fill.settle)
     abandon_after = ctx.config.cache.fill_abandon_bytes
@@ -106,9 +112,19 @@ async def run(ctx: Context, fill: Fill, origin: OriginResponse) -> None:
             outcome = FillOutcome.MISMATCH
             ctx.metrics.store_errors.labels("fill_verify").inc()
             log.error("fill of %s failed its identity check: not committed", fill.key)
+        elif isinstance(check, digest.Expected) and not check.matches(fill.digests()):
+            # RFC 9530: not the representation the origin described. Its readers, still
+            # short of the last byte, are cut short as for a truncated body.
+            outcome = FillOutcome.DIGEST_MISMATCH
+            log.error("fill of %s does not match the origin's digest: not committed", fill.key)
         else:
             whole = True
             meta = dataclasses.replace(fill.meta, body_size=fill.received)
+            if get(meta.headers, "repr-digest") is None:
+                # Every answer from the cache says what it is (RFC 9530), so a CDN or a
+                # client can check it; the fill read every byte anyway.
+                meta = dataclasses.replace(meta, headers=(
+                    *meta.headers, ("Repr-Digest", digest.repr_digest(fill.digests()["sha-256"]))))
             committed = await asyncio.to_thread(store.commit, fill.key, fill.temp_path, meta,
                                                 response_tags(meta.headers), fill.vary_record)
             ctx.forget(fill.key)
@@ -141,7 +157,8 @@ async def run(ctx: Context, fill: Fill, origin: OriginResponse) -> None:
         if fill.claim is not None:
             with contextlib.suppress(OSError):
                 fill.claim.publish({"done": True, "ok": committed_ok,
-                                    "verified": outcome is not FillOutcome.MISMATCH,
+                                    "verified": outcome not in (FillOutcome.MISMATCH,
+                                                             FillOutcome.DIGEST_MISMATCH),
                                     "size": fill.received})
             fill.claim.release()
         if ctx.fills.get(fill.key) is fill:

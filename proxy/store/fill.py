@@ -39,6 +39,7 @@ class FillOutcome(enum.Enum):
     PURGED = "purged"  # a purge issued after the fetch covers it
     ABANDONED = "abandoned"  # every client left with much still to come
     MISMATCH = "mismatch"  # the temp file was not the file, size or bytes it wrote
+    DIGEST_MISMATCH = "digest_mismatch"  # the body does not match the origin's Repr-Digest
     NO_ROOM = "no_room"  # larger than the budget can hold: relayed uncached
 
 
@@ -102,6 +103,8 @@ class Fill:
         # Of every byte written to the temp file, in order: `verify` checks the file against
         # it before the commit adopts the file.
         self._digest = hashlib.sha256()
+        # More digests the origin promised (RFC 9530: sha-512), by algorithm name.
+        self.extra_digests: dict[str, hashlib._Hash] = {}
         try:
             # Owner-only: cached bodies may be protected items (the cache dir is 0700 too).
             self._fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -165,6 +168,8 @@ class Fill:
                 while view:
                     n = os.write(self._fd, view)
                     self._digest.update(view[:n])
+                    for extra in self.extra_digests.values():
+                        extra.update(view[:n])
                     view = view[n:]
                     self.disk_bytes += n
             except OSError as exc:
@@ -236,6 +241,11 @@ class Fill:
         else:
             self.state = FillState.FAILED
         self._wake()
+
+    def digests(self) -> dict[str, bytes]:
+        """Digests of every byte written so far: `sha-256`, and any extra ones asked for."""
+        return {"sha-256": self._digest.digest(),
+                **{name: h.digest() for name, h in self.extra_digests.items()}}
 
     def verify(self) -> bool:
         """Is the file at `temp_path` exactly the body this fill wrote: the same file (inode)
