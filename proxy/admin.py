@@ -181,7 +181,7 @@ def create_admin_app(
         store = store_for()
         if store is None:
             return _error(503, "store_unavailable", "the cache directory is not usable")
-        body = await asyncio.to_thread(_stats, store, registry)
+        body = await asyncio.to_thread(stats_body, store, registry)
         if cluster is not None:
             body["cluster"] = cluster.status()
         return web.json_response(body)
@@ -247,6 +247,13 @@ def create_admin_app(
         return web.json_response({"ready": not problems, "problems": problems},
                                  status=503 if problems else 200)
 
+    from proxy.console import live, routes  # they use this module's purge and stats
+
+    app.add_subapp("/console", routes.create_console_app(live.Sources(
+        node=node, config=current, store=store_for, registry=registry, cluster=cluster,
+        clock=clock)))
+    app.router.add_get("/", _to_console)
+    app.router.add_get("/console", _to_console)
     app.router.add_post("/purge", purge)
     app.router.add_get("/stats", stats)
     app.router.add_get("/entries", entries)
@@ -257,7 +264,11 @@ def create_admin_app(
     return app
 
 
-def _stats(store: Store, registry: CollectorRegistry) -> dict[str, Any]:
+async def _to_console(_: web.Request) -> web.Response:
+    raise web.HTTPFound("/console/")
+
+
+def stats_body(store: Store, registry: CollectorRegistry) -> dict[str, Any]:
     requests: dict[str, int] = {}
     for family in registry.collect():
         if family.name == "mediaproxy_requests":

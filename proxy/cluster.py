@@ -284,6 +284,14 @@ class Cluster:
         """Nodes with a current heartbeat (this one included once it has announced itself)."""
         return (await self._refresh_view()).live
 
+    async def members(self) -> list[tuple[str, float, bool]]:
+        """Every known node: (name, time of its last heartbeat, live now), by name. Raises
+        ClusterUnavailable."""
+        view = await self._refresh_view()
+        seen: dict[str, str] = await self._call(_async(self._redis.hgetall(self.nodes_key)))
+        return [(name, _float(seen.get(name, "0")), name in view.live)
+                for name in sorted(view.known | view.live)]
+
     async def wait_for_acks(self, purge_id: str, timeout_seconds: float) -> Acks:
         """Until every live node has applied `purge_id`, or the timeout; which did, which not.
         Raises ClusterUnavailable."""
