@@ -40,7 +40,7 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # no-referrer would make POSTs send Origin: null
 }
 PUBLIC = frozenset({"/console/login", "/console/static/console.js", "/console/static/console.css"})
 STATIC_TYPES = {"console.js": "text/javascript", "console.css": "text/css"}

@@ -94,12 +94,12 @@ def purge_confirm(csrf: str, kind: str, value: str, soft: bool, entries: int,
     body = tag(
         '<p>{label}{value}{soft}.</p>'
         '<p class="covers" role="status">On this node it covers <strong data-covers-entries>'
-        '{entries}</strong> entries, <strong>{bytes}</strong> of bodies.</p>'
+        '{entries}</strong> entries, <strong>{bytes}</strong> ({exact} bytes) of bodies.</p>'
         '<form method="post" action="/console/purge" class="stack">{hidden}'
         '<button type="submit">Purge {entries} entries on every node</button></form>'
         '<p><a href="/console/purge">Cancel</a></p>',
         label=label, value=tag(": <code>{v}</code>", v=value) if value else "",
-        soft=" (soft)" if soft else "", entries=entries, bytes=size(covered),
+        soft=" (soft)" if soft else "", entries=entries, bytes=size(covered), exact=covered,
         hidden=join([_hidden("csrf", csrf), _hidden("kind", kind), _hidden("value", value),
                      _hidden("soft", "1" if soft else ""), _hidden("confirm", "1")]))
     return page("Confirm purge", body, csrf=csrf)
