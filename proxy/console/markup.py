@@ -31,7 +31,7 @@ def tag(template: str, **values: object) -> Markup:
     return Markup(template.format(**{k: escape(v) for k, v in values.items()}))
 
 
-def join(parts: Iterable[Markup]) -> Markup:
+def join(parts: Iterable[object]) -> Markup:
     return Markup("".join(escape(p) for p in parts))
 
 

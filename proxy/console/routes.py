@@ -62,7 +62,6 @@ class Console:
 
 
 CONSOLE = web.AppKey("console", Console)
-SESSION = "console_session"
 
 
 def _html(markup: Markup, status: int = 200) -> web.Response:
@@ -70,7 +69,11 @@ def _html(markup: Markup, status: int = 200) -> web.Response:
 
 
 def _session(request: web.Request) -> Session:
-    session: Session = request[SESSION]
+    """The request's session (the guard has checked that there is one)."""
+    console = request.app[CONSOLE]
+    session = console.sessions.get(request.cookies.get(COOKIE), console.admin_token())
+    if session is None:
+        raise web.HTTPSeeOther("/console/login")
     return session
 
 
@@ -110,7 +113,6 @@ async def _checked(request: web.Request, handler: Handler) -> web.StreamResponse
             return _html(views.problem("Refused", "The form had expired or was not sent from "
                                        "this console; reload the page and try again.",
                                        session.csrf), 403)
-    request[SESSION] = session
     return await handler(request)
 
 
