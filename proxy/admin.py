@@ -249,11 +249,11 @@ def create_admin_app(
 
     from proxy.console import live, routes  # they use this module's purge and stats
 
+    app.router.add_get("/", _to_console)
+    app.router.add_get("/console", _to_console)  # before the sub-application that owns /console
     app.add_subapp("/console", routes.create_console_app(live.Sources(
         node=node, config=current, store=store_for, registry=registry, cluster=cluster,
         clock=clock)))
-    app.router.add_get("/", _to_console)
-    app.router.add_get("/console", _to_console)
     app.router.add_post("/purge", purge)
     app.router.add_get("/stats", stats)
     app.router.add_get("/entries", entries)

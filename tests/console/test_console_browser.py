@@ -27,8 +27,10 @@ def test_purge_a_prefix_across_two_nodes_and_look_up_an_entry(
     paths = ["/c/p/a.bin", "/c/p/b.bin", "/c/keep.bin"]
     for path in paths:
         put(origin_process, path, path.encode() * 100)
-    nodes = [start_node(tmp_path, origin_process, redis_server, name,
-                        cache_extra=QUICK_SWEEP) for name in NAMES]
+    # node-a, whose console is used, runs a supervisor and two workers: the console lives in
+    # the supervisor there, with the cluster membership and the admin listener.
+    nodes = [start_node(tmp_path, origin_process, redis_server, name, cache_extra=QUICK_SWEEP,
+                        workers=2 if name == "node-a" else 1) for name in NAMES]
     try:
         until(lambda: live(nodes[0]) == set(NAMES), "node-a sees both nodes live")
         prime(nodes, paths)

@@ -79,8 +79,9 @@ async def hostile_origin() -> AsyncIterator[str]:
 
 async def test_every_answer_is_no_store_unframeable_and_script_from_self_only(
         console: Console) -> None:
-    r = await console.admin.get("/", allow_redirects=False)
-    assert (r.status, r.headers["Location"]) == (302, "/console/")
+    for path in ("/", "/console"):
+        r = await console.admin.get(path, allow_redirects=False)
+        assert (r.status, r.headers["Location"]) == (302, "/console/")
     cookie, _ = await console.sign_in()
     for path, status in (("/console/login", 200), ("/console/", 303), ("/console/purge", 303),
                          ("/console/static/console.js", 200), ("/console/nothing", 303),
