@@ -4,7 +4,8 @@ Rule: every state-changing call needs `Authorization: Bearer <admin.token>` (com
 constant time); with no token configured, purging is refused rather than left open. Health and
 metrics stay unauthenticated: the listener belongs on a private interface. A purge is applied
 to this node before it is published to the cluster (`proxy.cluster`), so it never depends on
-Redis being up.
+Redis being up. The admin console (`proxy.console`, HTML pages behind a sign-in with the same
+token) is mounted at /console/, and / redirects there.
 """
 
 from __future__ import annotations
