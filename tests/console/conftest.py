@@ -51,7 +51,7 @@ def browser(tmp_path: Path) -> Iterator[Browser]:
         options.binary_location = str(CHROMIUM)
         for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                      "--no-first-run", "--disable-background-networking",
-                     "--disable-component-update", "--disable-sync", "--window-size=1280,900",
+                     "--disable-component-update", "--disable-sync", "--window-size=1280,1400",
                      f"--user-data-dir={profile}"):
             options.add_argument(flag)
         if not javascript:
