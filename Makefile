@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUNTIME := $(VENV)/.runtime
 
-.PHONY: run test lint typecheck bench clean redis-server deploy-tools
+.PHONY: run test lint typecheck bench clean redis-server deploy-tools chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,7 @@ $(RUNTIME): pyproject.toml | $(BIN)/python
 run: $(RUNTIME)
 	$(BIN)/mediaproxy demo --config config/mediaproxy.toml
 
-test: $(STAMP) redis-server deploy-tools
+test: $(STAMP) redis-server deploy-tools chromium
 	$(BIN)/python -m pytest -q
 
 # tests/cluster start their own redis-server: install the Debian package when missing, with a
@@ -64,6 +64,22 @@ deploy-tools:
 	  else \
 	    echo "missing$$missing and this is not root: tests/deploy will fail;" \
 	      "install with: sudo apt-get install --no-install-recommends$$missing"; \
+	  fi; \
+	}
+
+# tests/console drive the admin console in a real headless browser: Debian's chromium and its
+# chromedriver (Selenium is pointed at /usr/bin/chromedriver and never downloads a driver).
+chromium:
+	@{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium and chromium-driver (Debian packages) for tests/console"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends chromium chromium-driver >/dev/null \
+	      || { echo "apt-get install chromium chromium-driver failed" >&2; exit 1; }; \
+	  else \
+	    echo "chromium or chromedriver is not on PATH and this is not root: tests/console will" \
+	      "be skipped; install them with:" \
+	      "sudo apt-get install --no-install-recommends chromium chromium-driver"; \
 	  fi; \
 	}
 

@@ -4,7 +4,8 @@ Rule: every state-changing call needs `Authorization: Bearer <admin.token>` (com
 constant time); with no token configured, purging is refused rather than left open. Health and
 metrics stay unauthenticated: the listener belongs on a private interface. A purge is applied
 to this node before it is published to the cluster (`proxy.cluster`), so it never depends on
-Redis being up.
+Redis being up. The admin console (`proxy.console`, HTML pages behind a sign-in with the same
+token) is mounted at /console/, and / redirects there.
 """
 
 from __future__ import annotations
@@ -201,7 +202,7 @@ def create_admin_app(
         store = store_for()
         if store is None:
             return _error(503, "store_unavailable", "the cache directory is not usable")
-        body = await asyncio.to_thread(_stats, store, registry)
+        body = await asyncio.to_thread(stats_body, store, registry)
         if cluster is not None:
             body["cluster"] = cluster.status()
         return web.json_response(body)
@@ -256,6 +257,13 @@ def create_admin_app(
         return web.json_response({"ready": not found, "problems": found},
                                  status=503 if found else 200)
 
+    from proxy.console import live, routes  # they use this module's purge and stats
+
+    app.router.add_get("/", _to_console)
+    app.router.add_get("/console", _to_console)  # before the sub-application that owns /console
+    app.add_subapp("/console", routes.create_console_app(live.Sources(
+        node=node, config=current, store=store_for, registry=registry, cluster=cluster,
+        clock=clock)))
     app.router.add_post("/purge", purge)
     app.router.add_get("/stats", stats)
     app.router.add_get("/entries", entries)
@@ -266,7 +274,11 @@ def create_admin_app(
     return app
 
 
-def _stats(store: Store, registry: CollectorRegistry) -> dict[str, Any]:
+async def _to_console(_: web.Request) -> web.Response:
+    raise web.HTTPFound("/console/")
+
+
+def stats_body(store: Store, registry: CollectorRegistry) -> dict[str, Any]:
     requests: dict[str, int] = {}
     for family in registry.collect():
         if family.name == "mediaproxy_requests":

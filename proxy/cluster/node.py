@@ -130,6 +130,11 @@ class Cluster:
         """Nodes with a current heartbeat (this one included once it has announced itself)."""
         return await self._members.live_nodes()
 
+    async def members(self) -> list[tuple[str, float, bool]]:
+        """Every known node with its last heartbeat and whether it is live (the console).
+        Raises ClusterUnavailable."""
+        return await self._members.members()
+
     async def wait_for_acks(self, purge_id: str, timeout_seconds: float) -> Acks:
         """Until every live node has applied `purge_id`, or the timeout. Raises
         ClusterUnavailable."""
