@@ -130,10 +130,17 @@ class ProxyTestServer(BaseTestServer):
         return web.ServerRunner(self._runtime.make_server())
 
 
-class ProxyClient(TestClient[web.BaseRequest, None]):  # type: ignore[type-var]
+class ProxyClient(TestClient[web.BaseRequest, None]):
     """A test client on a real proxy; `runtime` is the PublicApp behind it."""
 
     runtime: PublicApp
+
+    @property
+    def port(self) -> int:
+        """The proxy's bound port: a ProxyClient is only handed out started, so never None."""
+        port = super().port
+        assert port is not None, "the proxy test server is not started"
+        return port
 
 
 ProxyFactory = Callable[..., Awaitable[ProxyClient]]

@@ -10,7 +10,6 @@ import urllib.request
 from pathlib import Path
 
 from tests.cluster.conftest import (
-    ADMIN_TOKEN,
     RedisServer,
     applied,
     cluster_status,
@@ -22,6 +21,7 @@ from tests.cluster.conftest import (
     until,
     x_cache,
 )
+from tests.conftest import ADMIN_TOKEN
 from tests.e2e.conftest import Running, stop
 
 NAMES = ("node-a", "node-b", "node-c")

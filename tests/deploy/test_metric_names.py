@@ -25,7 +25,8 @@ SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), 
 
 def metrics_text(node: Running) -> str:
     with urllib.request.urlopen(node.admin_url + "/metrics", timeout=30) as r:
-        return r.read().decode()
+        body: bytes = r.read()
+    return body.decode()
 
 
 def scrape(node: Running) -> dict[str, float]:
@@ -41,7 +42,7 @@ def scrape(node: Running) -> dict[str, float]:
 def exposed_names(node: Running) -> set[str]:
     """Every series name the node's families declare (a labelled counter nobody has
     incremented yet has a TYPE line and no sample)."""
-    names = set()
+    names: set[str] = set()
     for line in metrics_text(node).splitlines():
         match = TYPE.match(line)
         if match:  # the text format names a counter family with its _total already

@@ -40,6 +40,7 @@ class RssSampler(threading.Thread):
 
 def upload(origin: Running, path: str, file: Path) -> None:
     parts = urlsplit(origin.url)
+    assert parts.hostname is not None
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
     with open(file, "rb") as body:
         conn.request("PUT", path, body=body, headers={
@@ -51,6 +52,7 @@ def upload(origin: Running, path: str, file: Path) -> None:
 
 def download(url: str) -> tuple[str, str, int]:
     parts = urlsplit(url)
+    assert parts.hostname is not None
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
     conn.request("GET", parts.path)
     response = conn.getresponse()

@@ -53,6 +53,7 @@ class Answer:
 def http_get(url: str, headers: dict[str, str] | None = None, timeout: float = 60.0) -> Answer:
     """One GET on a fresh connection; a short body is reported in `error`, not raised."""
     parts = urlsplit(url)
+    assert parts.hostname is not None
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     target = parts.path + (f"?{parts.query}" if parts.query else "")
     try:

@@ -428,9 +428,12 @@ def test_a_restarted_worker_leaves_the_other_workers_fill_alone(
                 fill = asyncio.create_task(download())
                 supervisor = proxy.proc.pid
                 filling: list[int] = []
-                await asyncio.to_thread(wait_for, lambda: bool(filling.extend(
-                    p for p in worker_pids(supervisor) if open_part_writers(p, cache_dir))
-                    or filling), 10)
+                def filling_started() -> bool:
+                    filling.extend(p for p in worker_pids(supervisor)
+                                   if open_part_writers(p, cache_dir))
+                    return bool(filling)
+
+                await asyncio.to_thread(wait_for, filling_started, 10)
                 if not filling:
                     problems.append("no worker started filling /slow/one.bin")
                     return
@@ -520,6 +523,7 @@ def test_evicted_fill_while_its_first_client_stalls_is_not_a_500(
     problems: list[str] = []
     try:
         parts = urlsplit(proxy.url)
+        assert parts.hostname is not None
         stalled = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
         stalled.request("GET", "/big/stall.bin")
         first = stalled.getresponse()

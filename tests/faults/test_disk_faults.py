@@ -216,8 +216,12 @@ def test_read_only_cache_dir_passes_to_the_origin_and_recovers(
         remount_bind(roomy_tmpfs, "rw")
         read_only = False
         answers: list[tuple[int, object]] = []
-        if not wait_for(lambda: answers.append(readyz_problems(proxy)) or answers[-1][0] == 200,
-                        timeout=15, interval=0.2):
+
+        def ready() -> bool:
+            answers.append(readyz_problems(proxy))
+            return answers[-1][0] == 200
+
+        if not wait_for(ready, timeout=15, interval=0.2):
             problems.append(f"/readyz after remount rw: still {answers[-1]}")
         for path in ("/ro/after.bin", "/ro/new.bin"):
             cache_until_hit(proxy, path, shas[path], problems)

@@ -77,8 +77,11 @@ def test_readyz_reports_a_full_cache_filesystem_and_recovers(
 
         filler.unlink()
         filler = None
-        if not wait_for(lambda: answers.append(readyz(proxy)) or answers[-1][0] == 200,
-                        timeout=15, interval=0.2):
+        def ready() -> bool:
+            answers.append(readyz(proxy))
+            return answers[-1][0] == 200
+
+        if not wait_for(ready, timeout=15, interval=0.2):
             problems.append(f"/readyz once there is room again: still {answers[-1]}")
         cache_until_hit(proxy, "/rz/after.bin", shas["/rz/after.bin"], problems)
     finally:

@@ -17,7 +17,7 @@ from tests.integration.test_proxy import settled
 
 BODY = os.urandom(30_000)
 AUTH_PATH = "/_origin/auth"
-CALLOUT = {**AUTH, "callout_url": AUTH_PATH, "callout_cookie": "session"}
+CALLOUT: dict[str, Any] = {**AUTH, "callout_url": AUTH_PATH, "callout_cookie": "session"}
 
 
 async def grant(origin: Origin, session: str, *prefixes: str) -> None:

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any
 
-from tests.conftest import Clock, Origin, ProxyFactory
+from tests.conftest import Clock, Origin, ProxyClient, ProxyFactory
 from tests.integration.test_proxy import settled
 
 LARGE = os.urandom(300_000)  # above the memory tier: disk hits go through the loop
 
 
-def last_trail(proxy: Any, key: str) -> tuple[str, ...]:
+def last_trail(proxy: ProxyClient, key: str) -> tuple[str, ...]:
     trails = [trail for k, trail in proxy.runtime.proxy.ctx.trails if k == key]
     assert trails, f"no trail for {key}"
     return trails[-1]

@@ -9,12 +9,20 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.conftest import Clock, Origin, ProxyFactory, free_port, raw_request, sha256
+from tests.conftest import (
+    Clock,
+    Origin,
+    ProxyClient,
+    ProxyFactory,
+    free_port,
+    raw_request,
+    sha256,
+)
 
 BODY = os.urandom(300_000)
 
 
-async def settled(proxy) -> None:
+async def settled(proxy: ProxyClient) -> None:
     """Wait until every fill of this proxy is committed (or discarded)."""
     fills = proxy.runtime.proxy.fills
     for _ in range(200):
@@ -24,7 +32,7 @@ async def settled(proxy) -> None:
     raise AssertionError("fills did not settle")
 
 
-async def test_miss_then_hit_same_bytes(origin: Origin, proxy) -> None:
+async def test_miss_then_hit_same_bytes(origin: Origin, proxy: ProxyClient) -> None:
     await origin.publish("/m/a.bin", BODY)
     r1 = await proxy.get("/m/a.bin")
     assert r1.status == 200
@@ -41,7 +49,9 @@ async def test_miss_then_hit_same_bytes(origin: Origin, proxy) -> None:
     assert origin.count("/m/a.bin") == 1
 
 
-async def test_head_miss_does_not_fill_and_head_hit_has_no_body(origin: Origin, proxy) -> None:
+async def test_head_miss_does_not_fill_and_head_hit_has_no_body(
+    origin: Origin, proxy: ProxyClient
+) -> None:
     await origin.publish("/m/h.bin", BODY)
     r = await proxy.head("/m/h.bin")
     assert r.status == 200 and int(r.headers["Content-Length"]) == len(BODY)
@@ -54,7 +64,7 @@ async def test_head_miss_does_not_fill_and_head_hit_has_no_body(origin: Origin, 
     assert await r.read() == b""
 
 
-async def test_conditional_requests_from_the_cache(origin: Origin, proxy) -> None:
+async def test_conditional_requests_from_the_cache(origin: Origin, proxy: ProxyClient) -> None:
     await origin.publish("/m/c.bin", BODY)
     first = await proxy.get("/m/c.bin")
     await first.read()
@@ -72,7 +82,7 @@ async def test_conditional_requests_from_the_cache(origin: Origin, proxy) -> Non
 
 
 async def test_conditional_on_a_miss_is_answered_from_the_new_response(
-    origin: Origin, proxy
+    origin: Origin, proxy: ProxyClient
 ) -> None:
     info = await origin.publish("/m/cm.bin", BODY)
     r = await proxy.get("/m/cm.bin", headers={"If-None-Match": info["etag"]})
@@ -82,7 +92,7 @@ async def test_conditional_on_a_miss_is_answered_from_the_new_response(
     assert r.headers["X-Cache"] == "HIT" and sha256(await r.read()) == sha256(BODY)
 
 
-async def test_ranges_from_the_cache(origin: Origin, proxy) -> None:
+async def test_ranges_from_the_cache(origin: Origin, proxy: ProxyClient) -> None:
     await origin.publish("/m/r.bin", BODY)
     first = await proxy.get("/m/r.bin")
     await first.read()
@@ -109,7 +119,7 @@ async def test_ranges_from_the_cache(origin: Origin, proxy) -> None:
     assert origin.count("/m/r.bin") == 1
 
 
-async def test_range_on_a_miss_is_served_from_the_fill(origin: Origin, proxy) -> None:
+async def test_range_on_a_miss_is_served_from_the_fill(origin: Origin, proxy: ProxyClient) -> None:
     await origin.publish("/m/rm.bin", BODY)
     r = await proxy.get("/m/rm.bin", headers={"Range": "bytes=1000-1999"})
     assert (r.status, r.headers["X-Cache"]) == (206, "MISS")
@@ -120,7 +130,9 @@ async def test_range_on_a_miss_is_served_from_the_fill(origin: Origin, proxy) ->
     assert origin.count("/m/rm.bin") == 1
 
 
-async def test_unsafe_methods_pass_through_with_their_body(origin: Origin, proxy) -> None:
+async def test_unsafe_methods_pass_through_with_their_body(
+    origin: Origin, proxy: ProxyClient
+) -> None:
     body = os.urandom(50_000)
     r = await proxy.put("/m/up.bin", data=body,
                         headers={"Authorization": "Bearer test-admin-token"})
@@ -154,7 +166,7 @@ async def test_origin_slow_is_504(origin: Origin, make_proxy: ProxyFactory) -> N
 
 
 async def test_broken_origin_body_is_cut_and_never_committed(
-    origin: Origin, proxy
+    origin: Origin, proxy: ProxyClient
 ) -> None:
     await origin.publish("/broken/a.bin", BODY)
     await origin.fault(path_prefix="/broken/", truncate_after_bytes=100_000)
@@ -164,6 +176,7 @@ async def test_broken_origin_body_is_cut_and_never_committed(
         await r.read()
     await asyncio.sleep(0.2)
     store = proxy.runtime.store
+    assert store is not None
     assert store.lookup("/broken/a.bin") is None
     assert list(store.tmp_dir.glob("*.part")) == []  # the partial body was discarded
     assert await origin.admin("DELETE", "/_origin/faults") in (200, 204)
@@ -171,7 +184,7 @@ async def test_broken_origin_body_is_cut_and_never_committed(
     assert r.headers["X-Cache"] == "MISS" and sha256(await r.read()) == sha256(BODY)
 
 
-async def test_uncacheable_responses_are_passed(origin: Origin, proxy) -> None:
+async def test_uncacheable_responses_are_passed(origin: Origin, proxy: ProxyClient) -> None:
     await origin.publish("/m/ns.bin", b"secret", X_Media_Cache_Control="no-store")
     for _ in range(2):
         r = await proxy.get("/m/ns.bin")
@@ -179,7 +192,7 @@ async def test_uncacheable_responses_are_passed(origin: Origin, proxy) -> None:
     assert origin.count("/m/ns.bin") == 2
 
 
-async def test_404_passes(origin: Origin, proxy) -> None:
+async def test_404_passes(origin: Origin, proxy: ProxyClient) -> None:
     r = await proxy.get("/nope")
     assert r.status == 404
 
@@ -189,14 +202,14 @@ async def test_404_passes(origin: Origin, proxy) -> None:
     [("/a/../etc/passwd", 400), ("/a/%2e%2e/b", 400), ("/a%2F..%2Fb", 400), ("/a%zz", 400),
      ("/" + "a" * 9000, 414)],
 )
-async def test_hostile_paths(origin: Origin, proxy, path: str, status: int) -> None:
+async def test_hostile_paths(origin: Origin, proxy: ProxyClient, path: str, status: int) -> None:
     answer = await raw_request(proxy.port, f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n")
     assert answer.startswith(f"HTTP/1.1 {status} ".encode())
     assert b"Traceback" not in answer
     assert origin.count(path) == 0 and origin.count("/etc/passwd") == 0
 
 
-async def test_concurrent_misses_collapse_in_process(origin: Origin, proxy) -> None:
+async def test_concurrent_misses_collapse_in_process(origin: Origin, proxy: ProxyClient) -> None:
     big = os.urandom(3_000_000)
     await origin.publish("/m/herd.bin", big)
     await origin.fault(path_prefix="/m/herd", rate_bytes_per_second=6_000_000)
@@ -254,6 +267,7 @@ async def test_eviction_keeps_the_cache_under_its_budget(
         assert await (await proxy.get(path)).read() == bodies[path]
         await asyncio.sleep(0.1)  # let fills commit in order
     store = proxy.runtime.store
+    assert store is not None
     for _ in range(50):
         if store.volume() <= limit:
             break
@@ -267,11 +281,12 @@ async def test_eviction_keeps_the_cache_under_its_budget(
     assert r.headers["X-Cache"] == "MISS" and await r.read() == bodies["/ev/0.bin"]
 
 
-async def test_row_whose_body_file_vanished_is_a_miss(origin: Origin, proxy) -> None:
+async def test_row_whose_body_file_vanished_is_a_miss(origin: Origin, proxy: ProxyClient) -> None:
     await origin.publish("/m/gone.bin", BODY)
     await (await proxy.get("/m/gone.bin")).read()
     await asyncio.sleep(0.2)
     store = proxy.runtime.store
+    assert store is not None
     bodies = [p for p in Path(store.directory).rglob("*.val")]
     assert len(bodies) == 1
     bodies[0].write_bytes(b"short")  # wrong size: must never be served
@@ -279,7 +294,9 @@ async def test_row_whose_body_file_vanished_is_a_miss(origin: Origin, proxy) -> 
     assert r.headers["X-Cache"] == "MISS" and await r.read() == BODY
 
 
-async def test_successful_unsafe_methods_invalidate_the_target(origin: Origin, proxy) -> None:
+async def test_successful_unsafe_methods_invalidate_the_target(
+    origin: Origin, proxy: ProxyClient
+) -> None:
     await origin.publish("/m/inv.bin", BODY)
     await (await proxy.get("/m/inv.bin")).read()
     await settled(proxy)
@@ -314,10 +331,12 @@ async def test_a_fill_nobody_reads_is_abandoned_past_the_threshold(
         await asyncio.sleep(0.02)
     assert not fills
     abandoned = proxy.runtime.metrics.fills.labels("abandoned")._value.get()
-    committed = proxy.runtime.store.lookup("/ab/movie.mp4")
+    store = proxy.runtime.store
+    assert store is not None
+    committed = store.lookup("/ab/movie.mp4")
     if abandon_bytes:
         assert abandoned == 1 and committed is None
-        assert not list(proxy.runtime.store.tmp_dir.glob("*.part"))
+        assert not list(store.tmp_dir.glob("*.part"))
     else:
         assert abandoned == 0 and committed is not None
         committed.close()
@@ -333,7 +352,9 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[bytes, dict[str,
     return status.encode(), fields, body
 
 
-async def test_memory_hits_on_the_wire_pipelined_and_http10(origin: Origin, proxy) -> None:
+async def test_memory_hits_on_the_wire_pipelined_and_http10(
+    origin: Origin, proxy: ProxyClient
+) -> None:
     """Small hits leave as pre-serialised bytes: they must be the same response aiohttp would
     have written, delimited exactly (pipelining), and HTTP/1.0 or `close` still honoured."""
     await origin.publish("/w/a.bin", BODY)

@@ -50,7 +50,9 @@ class Scripted:
             return web.Response(body=b"body of " + request.path.encode(),
                                 headers={"Cache-Control": "max-age=60", "ETag": '"x"'})
         answer = route(request)
-        return await answer if asyncio.iscoroutine(answer) else answer
+        response: web.StreamResponse = (await answer if asyncio.iscoroutine(answer)
+                                        else answer)
+        return response
 
 
 @pytest.fixture

@@ -81,9 +81,11 @@ async def test_x_cache_and_cache_status_can_be_turned_off(make_proxy: ProxyFacto
 async def test_cache_group_invalidation_on_an_unsafe_answer(
         make_proxy: ProxyFactory, scripted: Scripted) -> None:  # noqa: F811
     for name in ("a", "b", "c"):
-        scripted.routes[f"/g/{name}"] = lambda request, name=name: cacheable(
-            SMALL + name.encode(), **{"Cache-Groups": '"news", "front page"' if name != "c"
-                                      else '"sports"'})
+        def grouped(request: web.Request, name: str = name) -> web.Response:
+            return cacheable(SMALL + name.encode(), **{
+                "Cache-Groups": '"news", "front page"' if name != "c" else '"sports"'})
+
+        scripted.routes[f"/g/{name}"] = grouped
     scripted.routes["/g/publish"] = lambda request: web.Response(
         status=200, headers={"Cache-Group-Invalidation": '"front page"'})
     scripted.routes["/g/read"] = lambda request: web.Response(

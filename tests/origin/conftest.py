@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from origin_testing import ADMIN_TOKEN, TIMEOUT, Client
 from pytest_aiohttp import AiohttpClient
 
 from origin.app import create_app
+from tests.origin.origin_testing import ADMIN_TOKEN, TIMEOUT, Client
 
 
 @pytest.fixture

@@ -9,7 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from origin_testing import (
+from pytest_aiohttp import AiohttpClient, AiohttpServer
+
+from origin.app import STATS_KEY, create_app
+from origin.keys import LIBRARY_KEY
+from tests.origin.origin_testing import (
     ADMIN,
     ADMIN_TOKEN,
     TIMEOUT,
@@ -19,10 +23,6 @@ from origin_testing import (
     sha256,
     wait_until,
 )
-from pytest_aiohttp import AiohttpClient, AiohttpServer
-
-from origin.app import STATS_KEY, create_app
-from origin.keys import LIBRARY_KEY
 
 
 async def test_admin_needs_the_token(client: Client) -> None:

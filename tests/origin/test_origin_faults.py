@@ -7,10 +7,10 @@ import time
 
 import aiohttp
 import pytest
-from origin_testing import ADMIN, Client, body_of, publish
 
 from origin.app import FAULTS_KEY
 from origin.faults import Fault, parse_fault
+from tests.origin.origin_testing import ADMIN, Client, body_of, publish
 
 BODY = body_of(10_000)
 

@@ -7,12 +7,20 @@ from email.utils import formatdate
 from pathlib import Path
 
 import pytest
-from origin_testing import ADMIN, ADMIN_TOKEN, TIMEOUT, Client, body_of, publish, sha256
 from pytest_aiohttp import AiohttpClient
 
 import origin.db
 from origin.app import STATS_KEY, create_app
 from origin.conditional import parse_http_date
+from tests.origin.origin_testing import (
+    ADMIN,
+    ADMIN_TOKEN,
+    TIMEOUT,
+    Client,
+    body_of,
+    publish,
+    sha256,
+)
 
 BODY = body_of(5000)
 

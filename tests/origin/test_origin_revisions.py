@@ -6,13 +6,13 @@ import asyncio
 from pathlib import Path
 
 from aiohttp import web
-from origin_testing import ADMIN, TIMEOUT, Client, body_of, publish, sha256, wait_until
 from pytest_aiohttp import AiohttpClient
 
 from origin.app import FAULTS_KEY, create_app
 from origin.db import MediaStore
 from origin.faults import Fault
 from origin.keys import LIBRARY_KEY
+from tests.origin.origin_testing import ADMIN, TIMEOUT, Client, body_of, publish, sha256, wait_until
 
 OLD = body_of(1 << 20, seed=1)
 NEW = body_of(300_000, seed=2)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from origin_testing import ADMIN, Client
+from tests.origin.origin_testing import ADMIN, Client
 
 
 async def test_auth_answers_like_auth_request(client: Client) -> None:

@@ -38,6 +38,7 @@ class SlowClient:
 
     def __init__(self, url: str) -> None:
         parts = urlsplit(url)
+        assert parts.hostname is not None
         self.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
         self.conn.request("GET", parts.path)
         self.response = self.conn.getresponse()
@@ -131,7 +132,8 @@ def status_of(url: str) -> int:
     try:
         with urllib.request.urlopen(url, timeout=30) as r:
             r.read()
-            return r.status
+            status: int = r.status
+            return status
     except urllib.error.HTTPError as exc:
         return exc.code
 

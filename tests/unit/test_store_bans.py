@@ -79,8 +79,8 @@ def test_without_a_signal_file_every_lookup_queries(tmp_path: Path) -> None:
 
 
 def _bodies(store: Store) -> int:
-    pages = store._reader.execute("PRAGMA page_count").fetchone()[0]
-    size = store._reader.execute("PRAGMA page_size").fetchone()[0]
+    pages: int = store._reader.execute("PRAGMA page_count").fetchone()[0]
+    size: int = store._reader.execute("PRAGMA page_size").fetchone()[0]
     return store.volume() - pages * size
 
 

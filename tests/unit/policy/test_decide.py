@@ -131,9 +131,11 @@ def test_configured_lifetime_overrides_the_origin() -> None:
 
 def test_on_origin_table() -> None:
     from proxy.policy.decide import (
+        Facts,
         Failed,
         Gone,
         NewAnswer,
+        OriginDecision,
         Refresh,
         StaleOnError,
         facts,
@@ -141,21 +143,21 @@ def test_on_origin_table() -> None:
     )
     from proxy.policy.freshness import Heuristic, StoredResponse
 
-    def held(cc: str) -> object:
+    def held(cc: str) -> Facts:
         meta = StoredResponse(200, (("Cache-Control", cc), ("ETag", '"a"')), 0.0, 0.0, 1)
         return facts(meta, Heuristic(0.1, 86400), None, None, 0.0)
 
     grace = held("max-age=10, stale-if-error=1000")
     plain = held("max-age=10")
     now = 100.0
-    rows = [
+    rows: list[tuple[int | None, Facts | None, type[OriginDecision]]] = [
         (None, grace, StaleOnError), (503, grace, StaleOnError), (500, grace, StaleOnError),
         (None, plain, Failed), (None, None, Failed), (503, plain, NewAnswer),
         (304, plain, Refresh), (304, None, NewAnswer), (404, plain, Gone), (410, plain, Gone),
         (404, None, NewAnswer), (200, plain, NewAnswer), (200, grace, NewAnswer),
     ]
     for status, stale, expected in rows:
-        assert isinstance(on_origin(status, stale, (), now), expected), (status, expected)  # type: ignore[arg-type]
+        assert isinstance(on_origin(status, stale, (), now), expected), (status, expected)
     # A request may ask for more grace than the response gives (RFC 5861 §4).
     assert isinstance(on_origin(None, plain, [("Cache-Control", "stale-if-error=1000")], now),
                       StaleOnError)
