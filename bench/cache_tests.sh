@@ -23,6 +23,8 @@
 #   CACHE_TESTS_ID=TEST-ID        run only that test, verbosely (the suite's --id; dependencies
 #                                 are not honoured), and print its requests and responses
 #   CACHE_TESTS_WORKERS=N         server.workers (default 2; 1 runs everything in one process)
+#   CACHE_TESTS_GRACE=SECONDS     cache.stale_if_error_seconds (default 60, a production grace;
+#                                 0: stale copies stand in only with the origin's stale-if-error)
 #   CACHE_TESTS_MEMORY_BYTES=N    set cache.memory_bytes (default: the proxy's own default, the
 #                                 32 MiB tier; 0 turns it off: the suite scores the same either way,
 #                                 its tests pause 3 s, longer than the tier's 1 s TTL)
@@ -197,6 +199,10 @@ read_timeout_seconds = 20.0
 
 [cache]
 dir = "$tmp/cache"
+# A grace for a failing origin, as production runs (Varnish's default grace is 10 s): a stored
+# response, with or without validators, may stand in when the origin closes the connection or
+# answers 5xx (RFC 5861 §4; the suite's stale-close / stale-503 checks).
+stale_if_error_seconds = ${CACHE_TESTS_GRACE:-60}
 max_size_bytes = 268435456
 ${memory_bytes:+memory_bytes = $memory_bytes}
 

@@ -43,6 +43,7 @@ from proxy.errors import StartupError
 from proxy.logs import AccessLogger, configure
 from proxy.metrics import Metrics
 from proxy.store.index import Store
+from proxy.store.janitor import pid_alive
 
 if TYPE_CHECKING:
     from proxy.cluster import Cluster
@@ -57,16 +58,6 @@ METRICS_PREFIX = "mediaproxy-metrics-"
 READY_PREFIX = "mediaproxy-ready-"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def sweep_stale_dirs() -> int:
     """Remove the metrics and readiness dirs of supervisors that no longer run (a `kill -9`
     skips their own cleanup). Only `<prefix><pid>-*` names are judged, by their pid."""
@@ -75,7 +66,7 @@ def sweep_stale_dirs() -> int:
     for prefix in (METRICS_PREFIX, READY_PREFIX):
         for path in root.glob(f"{prefix}*"):
             pid = path.name[len(prefix):].split("-", 1)[0]
-            if pid.isdigit() and not _pid_alive(int(pid)) and path.is_dir():
+            if pid.isdigit() and not pid_alive(int(pid)) and path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
                 log.info("removed %s (its supervisor is gone)", path)
                 removed += 1

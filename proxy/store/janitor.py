@@ -29,7 +29,8 @@ ORPHAN_MIN_AGE_SECONDS = 10.0
 PROBE_BYTES = 1024 * 1024
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Is process `pid` running (this one included)? (A process we may not signal is.)"""
     if pid == os.getpid():
         return True
     try:
@@ -107,7 +108,7 @@ class Janitor:
             pid_text = entry.name.split(".", 1)[0]
             # Only pid-named files are ours to judge here; <sha>.part/.meta belong to fills
             # and are judged by their claim lock (Claims.sweep, above).
-            if not pid_text.isdigit() or _alive(int(pid_text)):
+            if not pid_text.isdigit() or pid_alive(int(pid_text)):
                 continue
             try:
                 os.unlink(entry.path)

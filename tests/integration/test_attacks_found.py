@@ -18,30 +18,15 @@ real HTTP origin. These tests FAIL on f7959d9 on purpose: each one is a hole to 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from tests.conftest import ADMIN_TOKEN, ProxyFactory, free_port, raw_request
+from tests.integration.scripted_http import Scripted
 from tests.integration.test_proxy import settled
-from tests.integration.test_security import AUTH, SECRET, Scripted, signed
-
-
-@pytest.fixture
-async def scripted() -> AsyncIterator[Scripted]:
-    """test_security's scripted origin: answers per path, records what it was sent."""
-    origin = Scripted()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", origin.handle)
-    server = TestServer(app, host="127.0.0.1", port=free_port())
-    await server.start_server()
-    origin.url = str(server.make_url("")).rstrip("/")
-    yield origin
-    await server.close()
-
+from tests.integration.test_security import AUTH, SECRET, signed
 
 VAULT_SECRET = b"the protected document"
 

@@ -9,7 +9,6 @@ import asyncio
 import json
 import os
 import stat
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,52 +19,11 @@ from aiohttp.test_utils import TestServer
 
 from proxy.signing import sign_url
 from tests.conftest import ADMIN_TOKEN, Clock, ProxyFactory, free_port, raw_request
+from tests.integration.scripted_http import Handler, Scripted
 from tests.integration.test_proxy import settled
 
 SECRET = "0123456789abcdef0123"
 AUTH = {"keys": f"k1={SECRET}", "protected_prefixes": "/vault/"}
-
-Handler = Callable[[web.Request], Any]
-
-
-class Scripted:
-    """An origin whose answer per path is a function of the request; records what it got."""
-
-    def __init__(self) -> None:
-        self.routes: dict[str, Handler] = {}
-        self.seen: list[tuple[str, str, dict[str, str]]] = []
-        self.url = ""
-
-    def count(self, path: str, method: str | None = None) -> int:
-        return sum(1 for m, p, _ in self.seen if p == path and method in (None, m))
-
-    def headers_of(self, path: str) -> list[dict[str, str]]:
-        return [h for _, p, h in self.seen if p == path]
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        self.seen.append((request.method, request.path, {k.lower(): v for k, v in
-                                                         request.headers.items()}))
-        route = self.routes.get(request.path)
-        if route is None:
-            return web.Response(body=b"body of " + request.path.encode(),
-                                headers={"Cache-Control": "max-age=60", "ETag": '"x"'})
-        answer = route(request)
-        response: web.StreamResponse = (await answer if asyncio.iscoroutine(answer)
-                                        else answer)
-        return response
-
-
-@pytest.fixture
-async def scripted() -> AsyncIterator[Scripted]:
-    origin = Scripted()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", origin.handle)
-    server = TestServer(app, host="127.0.0.1", port=free_port())
-    await server.start_server()
-    origin.url = str(server.make_url("")).rstrip("/")
-    yield origin
-    await server.close()
-
 
 def signed(path: str, **kwargs: Any) -> str:
     return sign_url(path, key_id="k1", secret=SECRET, ttl_seconds=600, **kwargs)

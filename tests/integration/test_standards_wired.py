@@ -12,8 +12,8 @@ import os
 from aiohttp import web
 
 from tests.conftest import ADMIN_TOKEN, ProxyFactory
+from tests.integration.scripted_http import Scripted
 from tests.integration.test_proxy import settled
-from tests.integration.test_security import Scripted, scripted  # noqa: F401  (fixture)
 
 BODY = os.urandom(300_000)  # disk hits (above the memory tier)
 SMALL = os.urandom(2_000)  # memory-tier hits
@@ -29,7 +29,7 @@ def cacheable(body: bytes, **extra: str) -> web.Response:
 
 
 async def test_cache_status_follows_the_outcome(make_proxy: ProxyFactory,
-                                                scripted: Scripted) -> None:  # noqa: F811
+                                                scripted: Scripted) -> None:
     scripted.routes["/cs/big"] = lambda request: cacheable(
         BODY, **{"Cache-Status": "OriginShield; hit"})
     scripted.routes["/cs/small"] = lambda request: cacheable(SMALL)
@@ -67,7 +67,7 @@ async def test_cache_status_follows_the_outcome(make_proxy: ProxyFactory,
 
 
 async def test_x_cache_and_cache_status_can_be_turned_off(make_proxy: ProxyFactory,
-                                                          scripted: Scripted) -> None:  # noqa: F811
+                                                          scripted: Scripted) -> None:
     scripted.routes["/off/a"] = lambda request: cacheable(SMALL)
     proxy = await make_proxy(origin={"url": scripted.url},
                              server={"x_cache": False, "cache_status": False})
@@ -79,7 +79,7 @@ async def test_x_cache_and_cache_status_can_be_turned_off(make_proxy: ProxyFacto
 
 
 async def test_cache_group_invalidation_on_an_unsafe_answer(
-        make_proxy: ProxyFactory, scripted: Scripted) -> None:  # noqa: F811
+        make_proxy: ProxyFactory, scripted: Scripted) -> None:
     for name in ("a", "b", "c"):
         def grouped(request: web.Request, name: str = name) -> web.Response:
             return cacheable(SMALL + name.encode(), **{
@@ -106,7 +106,7 @@ async def test_cache_group_invalidation_on_an_unsafe_answer(
 
 
 async def test_the_cache_declares_and_checks_digests(make_proxy: ProxyFactory,
-                                                     scripted: Scripted) -> None:  # noqa: F811
+                                                     scripted: Scripted) -> None:
     good = hashlib.sha256(BODY).digest()
     scripted.routes["/d/plain"] = lambda request: cacheable(BODY)
     scripted.routes["/d/good"] = lambda request: cacheable(
