@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from proxy.errors import ConfigError
+from proxy.imageconfig import ImagesConfig, build_images, presets_as_tables
 from proxy.listen import listeners_overlap
 from proxy.units import with_unit
 
@@ -311,6 +312,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    images: ImagesConfig = field(default_factory=ImagesConfig)
 
     def validate(self) -> Config:
         self.server.validate()
@@ -320,6 +322,7 @@ class Config:
         self.auth.validate()
         self.cluster.validate()
         self.log.validate()
+        self.images.validate()
         return self
 
 
@@ -362,7 +365,12 @@ def _coerce(value: Any, kind: Any, key: str, *, from_env: bool = False) -> Any:
 
 def _section_types(cls: type) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+    # Nested tables (images.presets) are parsed by their section, not as one flat key.
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)
+            if (cls, f.name) not in _NESTED}
+
+
+_NESTED = {(ImagesConfig, "presets")}
 
 
 def _with_unit(value: Any, key: str, name: str) -> Any:
@@ -384,6 +392,26 @@ def _check_env_names(env: Mapping[str, str], top: Mapping[str, Any]) -> None:
                               f"{ENV_PREFIX}CACHE_DIR)")
 
 
+def _scalars(section: str, section_cls: type, raw: Mapping[str, Any],
+             env: Mapping[str, str]) -> dict[str, Any]:
+    """A section's flat keys from the file, each overridden by its MEDIAPROXY_* variable."""
+    types_ = _section_types(section_cls)
+    for key in raw:
+        if key not in types_:
+            raise ConfigError(f"{section}.{key}: unknown key (known: {', '.join(types_)})")
+    values: dict[str, Any] = {}
+    for key, kind in types_.items():
+        env_name = f"{ENV_PREFIX}{section}_{key}".upper()
+        if env_name in env:
+            name = f"{section}.{key} (from {env_name})"
+            value = _with_unit(env[env_name], key, name)
+            values[key] = _coerce(value, kind, name, from_env=isinstance(value, str))
+        elif key in raw:
+            name = f"{section}.{key}"
+            values[key] = _coerce(_with_unit(raw[key], key, name), kind, name)
+    return values
+
+
 def _build(data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
     sections: dict[str, Any] = {}
     top = _section_types(Config)
@@ -395,21 +423,11 @@ def _build(data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
         raw = data.get(section, {})
         if not isinstance(raw, dict):
             raise ConfigError(f"{section}: expected a table")
-        types_ = _section_types(section_cls)
-        for key in raw:
-            if key not in types_:
-                raise ConfigError(f"{section}.{key}: unknown key (known: {', '.join(types_)})")
-        values: dict[str, Any] = {}
-        for key, kind in types_.items():
-            env_name = f"{ENV_PREFIX}{section}_{key}".upper()
-            if env_name in env:
-                name = f"{section}.{key} (from {env_name})"
-                value = _with_unit(env[env_name], key, name)
-                values[key] = _coerce(value, kind, name, from_env=isinstance(value, str))
-            elif key in raw:
-                name = f"{section}.{key}"
-                values[key] = _coerce(_with_unit(raw[key], key, name), kind, name)
-        sections[section] = section_cls(**values)
+        if section_cls is ImagesConfig:
+            sections[section] = build_images(
+                raw, lambda flat: _scalars("images", ImagesConfig, flat, env))
+        else:
+            sections[section] = section_cls(**_scalars(section, section_cls, raw, env))
     return Config(**sections).validate()
 
 
@@ -446,7 +464,9 @@ def default_path(env: Mapping[str, str] | None = None) -> str | None:
 
 def to_json(config: Config) -> str:
     """The validated configuration, for a worker process (which must not re-read the file)."""
-    return json.dumps(dataclasses.asdict(config))
+    data = dataclasses.asdict(config)
+    data["images"]["presets"] = presets_as_tables(config.images.presets)
+    return json.dumps(data)
 
 
 def from_json(text: str) -> Config:
