@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from proxy.errors import ConversionCrashed, ConversionTimeout, ImageRefused
-from proxy.imageconfig import ImagesConfig
+from proxy.imageconfig import FREE_FORM, ImagesConfig
 from proxy.images import worker
 from proxy.images.spec import Converted, Limits, Spec
+from proxy.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +66,15 @@ class PoolStats:
 
 
 class ConversionPool:
-    def __init__(self, config: ImagesConfig, *,
+    def __init__(self, config: ImagesConfig, *, metrics: Metrics | None = None,
                  initializer: Callable[[], None] | None = None) -> None:
         self.limits = Limits.of(config)
         self.size = config.pool_workers
         self.timeout_seconds = config.timeout_seconds
         self.stats = PoolStats()
+        self.metrics = metrics
+        if metrics is not None:
+            metrics.init_images(p.name for p in config.presets)
         self._initializer = initializer  # runs in each process after setup (tests' hooks)
         self._idle: asyncio.Queue[_Process] = asyncio.Queue()
         self._all: set[_Process] = set()
@@ -98,35 +102,39 @@ class ConversionPool:
     def pids(self) -> list[int]:
         return sorted(p.process.pid or 0 for p in self._all)
 
-    async def convert(self, source: bytes | str | Path, spec: Spec, *,
+    async def convert(self, source: bytes | str | Path, spec: Spec, *, preset: str = FREE_FORM,
                       out_path: str | Path | None = None) -> Converted:
         """Convert `source` (the original's bytes, or a path to them) as `spec` says; the
         result's bytes are returned, or written to `out_path` (then `Converted.path`).
-        Raises ImageRefused (415/422: ConversionTimeout, ConversionCrashed among them)."""
+        `preset` labels the metrics. Raises ImageRefused (415/422: ConversionTimeout,
+        ConversionCrashed among them)."""
         if self._closed:
             raise ImageRefused("the conversion pool is closed", status=503,
                                reason="conversion_unavailable")
         job = (source if isinstance(source, bytes) else str(source), spec,
                None if out_path is None else str(out_path))
         task = asyncio.ensure_future(self._run(job))
-        reply = await asyncio.shield(task)  # a caller going away leaves the job running
+        reply, seconds = await asyncio.shield(task)  # a caller leaving leaves the job running
         if reply[0] == "ok":
             self.stats.converted += 1
         elif reply[0] in ("refused", "error"):
             self.stats.refused += 1
+        if self.metrics is not None:
+            self._observe(preset, spec, job[0], reply, seconds)
         return _outcome(reply)
 
-    async def _run(self, job: tuple[bytes | str, Spec, str | None]) -> tuple[Any, ...]:
-        self.stats.queued += 1
+    async def _run(self, job: tuple[bytes | str, Spec, str | None]
+                   ) -> tuple[tuple[Any, ...], float]:
+        self._count("queued", 1)
         try:
             process = await self._idle.get()
         finally:
-            self.stats.queued -= 1
-        self.stats.busy += 1
+            self._count("queued", -1)
+        self._count("busy", 1)
+        started = time.monotonic()
         try:
             if not process.process.is_alive():  # died while idle: not this image's fault
                 process = await self._replace(process)
-            started = time.monotonic()
             try:
                 reply = await asyncio.wait_for(asyncio.to_thread(process.call, job),
                                                self.timeout_seconds)
@@ -135,23 +143,45 @@ class ConversionPool:
                 log.warning("conversion timed out after %.1f s; replacing process %s",
                             time.monotonic() - started, process.process.pid)
                 process = await self._replace(process)
-                return ("timeout",)
+                return ("timeout",), time.monotonic() - started
             except (EOFError, OSError) as exc:
                 self.stats.crashes += 1
                 log.warning("conversion process %s died (%s, exit %s); replacing it",
                             process.process.pid, type(exc).__name__, process.process.exitcode)
                 process = await self._replace(process)
-                return ("crashed",)
+                return ("crashed",), time.monotonic() - started
+            seconds = time.monotonic() - started
             process.jobs += 1
             if process.jobs >= RECYCLE_AFTER:
                 process = await self._replace(process)
-            return reply
+            return reply, seconds
         finally:
-            self.stats.busy -= 1
+            self._count("busy", -1)
             if self._closed:
                 await asyncio.to_thread(process.stop)
             else:
                 self._idle.put_nowait(process)
+
+    def _observe(self, preset: str, spec: Spec, source: bytes | str, reply: tuple[Any, ...],
+                 seconds: float) -> None:
+        assert self.metrics is not None
+        kind = reply[0]
+        if kind == "refused":
+            outcome = "not_allowed" if reply[1] == 415 else "over_limits"
+        else:
+            outcome = _OUTCOMES[kind]
+        converted: Converted | None = reply[1] if kind == "ok" else None
+        source_bytes = converted.source_bytes if converted else (
+            len(source) if isinstance(source, bytes) else 0)
+        self.metrics.observe_conversion(preset, spec.format, outcome, seconds, source_bytes,
+                                        converted.output_bytes if converted else 0)
+
+    def _count(self, name: str, delta: int) -> None:
+        setattr(self.stats, name, getattr(self.stats, name) + delta)
+        if self.metrics is not None:
+            gauge = self.metrics.conversion_queue if name == "queued" else \
+                self.metrics.conversion_busy
+            gauge.inc(delta)
 
     def _spawn(self) -> _Process:
         parent, child = _CONTEXT.Pipe()
@@ -169,6 +199,9 @@ class ConversionPool:
         self.stats.replaced += 1
         await asyncio.to_thread(process.stop)
         return await asyncio.to_thread(self._spawn)
+
+
+_OUTCOMES = {"ok": "ok", "timeout": "timeout", "crashed": "crashed", "error": "failed"}
 
 
 def _outcome(reply: tuple[Any, ...]) -> Converted:

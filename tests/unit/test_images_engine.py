@@ -232,3 +232,40 @@ async def test_processes_that_died_idle_are_replaced_silently(pool: ConversionPo
     await asyncio.sleep(0)  # nothing to wait for: the next job finds them dead
     results = await asyncio.gather(*(pool.convert(png_alpha(), spec(20, 20)) for _ in range(2)))
     assert [r.width for r in results] == [20, 20] and pool.stats.crashes == 0
+
+
+async def test_metrics_by_preset_format_and_outcome() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from proxy.imageconfig import Preset
+    from proxy.metrics import Metrics
+
+    registry = CollectorRegistry()
+    config = ImagesConfig(presets=(Preset("thumb", 64, 64, "cover"),), pool_workers=1)
+    async with ConversionPool(config, metrics=Metrics(registry)) as pool:
+        def sample(name: str, **labels: str) -> float:
+            return registry.get_sample_value(name, labels) or 0.0
+
+        # Every series exists from zero, for configured presets only.
+        assert registry.get_sample_value("mediaproxy_image_conversions_total", {
+            "preset": "thumb", "format": "avif", "outcome": "timeout"}) == 0.0
+        assert registry.get_sample_value("mediaproxy_image_conversions_total", {
+            "preset": "other", "format": "avif", "outcome": "ok"}) is None
+        out = await pool.convert(photo(), spec(64, 64, fmt="webp"), preset="thumb")
+        with pytest.raises(ImageRefused):
+            await pool.convert(b"nope", spec(64, 64, fmt="webp"), preset="thumb")
+        with pytest.raises(ImageRefused):
+            await pool.convert(png_bomb(), spec(64, 64, fmt="png"))
+    assert sample("mediaproxy_image_conversions_total", preset="thumb", format="webp",
+                  outcome="ok") == 1
+    assert sample("mediaproxy_image_conversions_total", preset="thumb", format="webp",
+                  outcome="not_allowed") == 1
+    assert sample("mediaproxy_image_conversions_total", preset="free_form", format="png",
+                  outcome="over_limits") == 1
+    assert sample("mediaproxy_image_conversion_output_bytes_total", preset="thumb",
+                  format="webp") == out.output_bytes
+    assert sample("mediaproxy_image_conversion_source_bytes_total",
+                  preset="thumb") == out.source_bytes + 4
+    assert sample("mediaproxy_image_conversion_duration_seconds_count", format="webp") == 1
+    assert sample("mediaproxy_image_conversion_queue") == 0
+    assert sample("mediaproxy_image_conversions_running") == 0
