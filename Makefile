@@ -15,10 +15,11 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP) $(RUNTIME)
 
-# Runtime dependencies only (no test or lint tools); `make test` adds the dev extras.
+# Runtime dependencies only (no test or lint tools), with libvips for the demo's image
+# presets; `make test` adds the dev extras.
 $(RUNTIME): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -e '.[images]'
 	touch $(RUNTIME)
 
 run: $(RUNTIME)

@@ -18,6 +18,7 @@ from proxy import config as config_mod
 from proxy import listen
 from proxy.config import Config
 from proxy.errors import ConfigError
+from proxy.imageconfig import presets_as_tables
 
 MASK = "********"
 
@@ -64,9 +65,14 @@ def summary(config: Config) -> list[str]:
         values = getattr(config, section.name)
         lines.append(f"[{section.name}]")
         for key in dataclasses.fields(values):
+            if (section.name, key.name) == ("images", "presets"):
+                continue  # nested tables, shown below
             value = mask(section.name, key.name, getattr(values, key.name))
             text = json.dumps(value) if isinstance(value, str | bool) else str(value)
             lines.append(f"  {key.name} = {text}")
+    for name, table in presets_as_tables(config.images.presets).items():
+        lines.append(f"[images.presets.{name}]")
+        lines += [f"  {key} = {json.dumps(value)}" for key, value in table.items()]
     return lines
 
 

@@ -26,6 +26,7 @@ CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp",
                  "avif": "image/avif", "gif": "image/gif"}
 ANIMATED_OUTPUTS = ("webp", "gif")
 AVIF_EFFORT = 2  # 0-9: libvips' default 4 is ~3x slower for a few % of bytes
+GIF_EFFORT = 1  # 1-10: libvips' default 7 quantises ~10x slower
 UNBOUNDED = 10_000_000  # "no constraint" on one side of the thumbnail box
 
 
@@ -173,4 +174,4 @@ def _encode(image: pyvips.Image, spec: Spec) -> bytes:
                                            **keep))
     if spec.format == "png":
         return bytes(image.write_to_buffer(".png", **keep))
-    return bytes(image.write_to_buffer(".gif", **keep))
+    return bytes(image.write_to_buffer(".gif", effort=GIF_EFFORT, **keep))
