@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUNTIME := $(VENV)/.runtime
 
-.PHONY: run test lint typecheck bench clean redis-server
+.PHONY: run test lint typecheck bench bench-images clean redis-server
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,11 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	bash bench/run.sh
+
+# Cold conversions: mediaproxy's engine against thumbor (own venv under var/bench) and nginx
+# image_filter when its module is installed; prints figures and ratios.
+bench-images: $(STAMP)
+	$(BIN)/python -m bench.images
 
 clean:
 	rm -rf $(VENV) var
