@@ -8,8 +8,10 @@ it by the cost of an HTTP exchange; thumbor is measured over HTTP on loopback wi
 storage and storage off (every request is a conversion) and ALLOW_UNSAFE_URL (no signing) for
 the benchmark. nginx image_filter is measured when its Debian module is installed
 (`libnginx-mod-http-image-filter`), with image_filter_buffer raised to 16M. Same corpus,
-same box (cover crop to WxH, JPEG), same concurrency; peak RSS of each side's process tree
-(mediaproxy's includes this benchmark process). Figures are printed, with ratios to thumbor.
+same box (cover crop to WxH, JPEG), same concurrency; peak RSS of each server's process tree,
+and for mediaproxy of its conversion processes only (a proxy worker's own RSS comes on top;
+the tree including this benchmark process, which holds the corpus and pyvips, is printed
+too). Figures are printed, with ratios to thumbor.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.proctree import RssSampler
+from bench.proctree import RssSampler, rss_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 THUMBOR_VENV = ROOT / "var" / "bench" / "thumbor-venv"
@@ -83,12 +85,25 @@ async def run_engine(paths: list[Path], requests: int, concurrency: int, box: in
                                    Spec(box + index % 7, box, "cover", "jpeg", 80))
                 latencies.append(time.perf_counter() - started)
 
+        peak = 0
+
+        async def sample_pool() -> None:
+            # The conversion processes only: this benchmark process holds the corpus, its
+            # client and pyvips (for the corpus), which a proxy worker does not.
+            nonlocal peak
+            while True:
+                peak = max(peak, sum(rss_bytes(pid) or 0 for pid in pool.pids()))
+                await asyncio.sleep(0.05)
+
+        sampling = asyncio.ensure_future(sample_pool())
         with RssSampler(os.getpid()) as sampler:
             started = time.perf_counter()
             await asyncio.gather(*(client() for _ in range(concurrency)))
             elapsed = time.perf_counter() - started
-        return summary(f"mediaproxy engine ({workers} proc)", latencies, elapsed,
-                       sampler.stop().tree_bytes)
+        sampling.cancel()
+        print(f"  (peak RSS with this benchmark process: "
+              f"{sampler.stop().tree_bytes / 2**20:.1f} MiB)")
+        return summary(f"mediaproxy engine ({workers} proc)", latencies, elapsed, peak)
 
 
 async def run_http(name: str, urls: list[str], concurrency: int, pid: int) -> dict[str, float]:
