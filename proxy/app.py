@@ -23,7 +23,8 @@ from prometheus_client import CollectorRegistry
 from proxy import deliver
 from proxy.config import Config, ServerConfig
 from proxy.errors import AuthError, ProxyError, StoreError
-from proxy.handler import PEER_KEY, STATUS_KEY, Proxy
+from proxy.exchange import PEER_KEY, STATUS_KEY, record_status
+from proxy.lifecycle import Proxy
 from proxy.metrics import Metrics
 from proxy.origin import OriginClient
 from proxy.policy import forward
@@ -36,18 +37,18 @@ ORPHAN_SCAN_PERIOD_SECONDS = 12.0
 
 
 def error_response(exc: ProxyError) -> web.Response:
+    """The answer to a refused or failed request; its cache status is `error_status`."""
+    status = error_status(exc.status, auth=isinstance(exc, AuthError))
     if exc.status == 400:
         # A malformed request (a body on a GET, a bad target) leaves the connection in a
         # state we do not trust: answer and close it, as nginx does.
         response = web.Response(status=400, text=f"400 {exc.reason}: {exc.message}\n",
-                                headers={"X-Cache": CacheStatus.ERROR.value,
-                                         "Cache-Control": "no-store"})
+                                headers={"X-Cache": status.value, "Cache-Control": "no-store"})
         response.force_close()
         return response
     if isinstance(exc, AuthError):
         # Machine-readable, and no more detail than the reason: nothing that helps forging.
-        headers = {"X-Cache": error_status(exc.status, auth=True).value,
-                   "Cache-Control": "no-store"}
+        headers = {"X-Cache": status.value, "Cache-Control": "no-store"}
         if exc.status == 401:
             headers["WWW-Authenticate"] = 'Signed-URL realm="media"'
         return web.json_response({"error": exc.reason}, status=exc.status, headers=headers)
@@ -57,7 +58,7 @@ def error_response(exc: ProxyError) -> web.Response:
     return web.Response(
         status=exc.status,
         text=f"{exc.status} {exc.reason}: {text}\n",
-        headers={"X-Cache": CacheStatus.ERROR.value},
+        headers={"X-Cache": status.value},
     )
 
 
@@ -187,11 +188,11 @@ class PublicApp:
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         started = time.perf_counter()
+        failure: ProxyError | None = None
         try:
             response = await self.proxy.handle(request)
         except ProxyError as exc:
-            request[STATUS_KEY] = error_status(exc.status, auth=isinstance(exc, AuthError))
-            response = error_response(exc)
+            failure = exc
             if exc.status >= 500:
                 log.warning("%s %s -> %s: %s", request.method, request.path, exc.status,
                             exc.message)
@@ -204,9 +205,11 @@ class PublicApp:
             raise
         except Exception:
             log.exception("unexpected error on %s %s", request.method, request.path)
-            request[STATUS_KEY] = CacheStatus.ERROR
-            response = web.Response(status=500, text="500 internal_error\n",
-                                    headers={"X-Cache": CacheStatus.ERROR.value})
+            failure = ProxyError("internal error")
+        if failure is not None:
+            record_status(request, error_status(failure.status,
+                                                auth=isinstance(failure, AuthError)))
+            response = error_response(failure)
         self._observe(request, started)
         return response
 

@@ -18,7 +18,6 @@ from proxy import config as config_mod
 from proxy import listen
 from proxy.config import Config
 from proxy.errors import ConfigError
-from proxy.imageconfig import presets_as_tables
 
 MASK = "********"
 
@@ -70,7 +69,7 @@ def summary(config: Config) -> list[str]:
             value = mask(section.name, key.name, getattr(values, key.name))
             text = json.dumps(value) if isinstance(value, str | bool) else str(value)
             lines.append(f"  {key.name} = {text}")
-    for name, table in presets_as_tables(config.images.presets).items():
+    for name, table in config.images.tables()["presets"].items():
         lines.append(f"[images.presets.{name}]")
         lines += [f"  {key} = {json.dumps(value)}" for key, value in table.items()]
     return lines

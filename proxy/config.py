@@ -2,35 +2,37 @@
 
 Rule: every key has a default; an unknown section or key, a wrong type or an out-of-range value
 stops start-up with a ConfigError naming the key (`cache.max_size_bytes: must be >= 1048576`).
+This module holds the sections (every key, its default and its checks); config_load.py reads
+a file, the environment or a worker's JSON hand-over into them.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import ipaddress
-import json
-import os
-import tomllib
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from proxy import config_load
+from proxy.config_load import (
+    CONFIG_ENV,
+    DEFAULT_PATH,
+    ENV_NOT_KEYS,
+    ENV_PREFIX,
+    default_path,
+    to_json,
+)
 from proxy.errors import ConfigError
-from proxy.imageconfig import ImagesConfig, build_images, presets_as_tables
+from proxy.imageconfig import ImagesConfig
 from proxy.listen import listeners_overlap
-from proxy.units import with_unit
 
-ENV_PREFIX = "MEDIAPROXY_"
-CONFIG_ENV = "MEDIAPROXY_CONFIG"  # the configuration file every subcommand reads by default
-DEFAULT_PATH = Path("/etc/mediaproxy/mediaproxy.toml")  # used when CONFIG_ENV is unset
-# MEDIAPROXY_* variables that are not configuration keys: the config file's path, the
-# reference origin's CLI (which shares the prefix), test switches and internal hand-offs.
-ENV_NOT_KEYS = ("MEDIAPROXY_CONFIG", "MEDIAPROXY_ORIGIN_TOKEN", "MEDIAPROXY_READY_DIR",
-                "MEDIAPROXY_TEST_")
-
+# Re-exported: callers read these from proxy.config.
+__all__ = ["CONFIG_ENV", "DEFAULT_PATH", "ENV_NOT_KEYS", "ENV_PREFIX", "AdminConfig",
+           "AuthConfig", "CacheConfig", "ClusterConfig", "Config", "LogConfig", "OriginConfig",
+           "ServerConfig", "default_path", "from_dict", "from_json", "load", "split_csv",
+           "to_json"]
 
 def _listen(value: str, key: str) -> None:
     host, sep, port = value.rpartition(":")
@@ -326,156 +328,15 @@ class Config:
         return self
 
 
-def _coerce(value: Any, kind: Any, key: str, *, from_env: bool = False) -> Any:
-    """Check a TOML value (or convert an environment string) against a field's type."""
-    if kind is bool:
-        if from_env:
-            lowered = value.lower()
-            if lowered in ("1", "true", "yes", "on"):
-                return True
-            if lowered in ("0", "false", "no", "off"):
-                return False
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key}: expected true or false, got {value!r}")
-    if kind is int:
-        if from_env:
-            try:
-                return int(value.replace("_", ""))
-            except ValueError:
-                pass
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key}: expected an integer, got {value!r}")
-    if kind is float:
-        if from_env:
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
-    if kind is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{key}: expected a string, got {value!r}")
-    raise ConfigError(f"{key}: unsupported type")  # pragma: no cover - schema bug
-
-
-def _section_types(cls: type) -> dict[str, Any]:
-    hints = typing.get_type_hints(cls)
-    # Nested tables (images.presets) are parsed by their section, not as one flat key.
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls)
-            if (cls, f.name) not in _NESTED}
-
-
-_NESTED = {(ImagesConfig, "presets")}
-
-
-def _with_unit(value: Any, key: str, name: str) -> Any:
-    try:
-        return with_unit(value, key)
-    except ValueError as exc:
-        raise ConfigError(f"{name}: {exc}") from None
-
-
-def _check_env_names(env: Mapping[str, str], top: Mapping[str, Any]) -> None:
-    """A misspelt MEDIAPROXY_* variable is an error, like a misspelt key in the file."""
-    known = {f"{ENV_PREFIX}{section}_{key}".upper()
-             for section, cls in top.items() for key in _section_types(cls)}
-    for name in env:
-        if (name.startswith(ENV_PREFIX) and name not in known
-                and not name.startswith(ENV_NOT_KEYS)):
-            raise ConfigError(f"{name}: unknown environment variable (no such key; "
-                              f"variables are {ENV_PREFIX}<SECTION>_<KEY>, e.g. "
-                              f"{ENV_PREFIX}CACHE_DIR)")
-
-
-def _scalars(section: str, section_cls: type, raw: Mapping[str, Any],
-             env: Mapping[str, str]) -> dict[str, Any]:
-    """A section's flat keys from the file, each overridden by its MEDIAPROXY_* variable."""
-    types_ = _section_types(section_cls)
-    for key in raw:
-        if key not in types_:
-            raise ConfigError(f"{section}.{key}: unknown key (known: {', '.join(types_)})")
-    values: dict[str, Any] = {}
-    for key, kind in types_.items():
-        env_name = f"{ENV_PREFIX}{section}_{key}".upper()
-        if env_name in env:
-            name = f"{section}.{key} (from {env_name})"
-            value = _with_unit(env[env_name], key, name)
-            values[key] = _coerce(value, kind, name, from_env=isinstance(value, str))
-        elif key in raw:
-            name = f"{section}.{key}"
-            values[key] = _coerce(_with_unit(raw[key], key, name), kind, name)
-    return values
-
-
-def _build(data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
-    sections: dict[str, Any] = {}
-    top = _section_types(Config)
-    _check_env_names(env, top)
-    for section in data:
-        if section not in top:
-            raise ConfigError(f"{section}: unknown section (known: {', '.join(top)})")
-    for section, section_cls in top.items():
-        raw = data.get(section, {})
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{section}: expected a table")
-        if section_cls is ImagesConfig:
-            sections[section] = build_images(
-                raw, lambda flat: _scalars("images", ImagesConfig, flat, env))
-        else:
-            sections[section] = section_cls(**_scalars(section, section_cls, raw, env))
-    return Config(**sections).validate()
-
-
 def load(path: str | Path | None, env: Mapping[str, str] | None = None) -> Config:
     """Read the TOML file (or only defaults when None) and apply environment overrides."""
-    env = os.environ if env is None else env
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            with open(path, "rb") as fh:
-                data = tomllib.load(fh)
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
-        except IsADirectoryError:
-            raise ConfigError(f"{path}: is a directory, expected a TOML file") from None
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); TOML files are "
-                              "UTF-8") from None
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    return _build(data, env)
-
-
-def default_path(env: Mapping[str, str] | None = None) -> str | None:
-    """$MEDIAPROXY_CONFIG, else /etc/mediaproxy/mediaproxy.toml when it exists, else None
-    (built-in defaults and the environment only)."""
-    env = os.environ if env is None else env
-    if env.get(CONFIG_ENV):
-        return env[CONFIG_ENV]
-    return str(DEFAULT_PATH) if DEFAULT_PATH.exists() else None
-
-
-def to_json(config: Config) -> str:
-    """The validated configuration, for a worker process (which must not re-read the file)."""
-    data = dataclasses.asdict(config)
-    data["images"]["presets"] = presets_as_tables(config.images.presets)
-    return json.dumps(data)
+    return config_load.load(Config, path, env)
 
 
 def from_json(text: str) -> Config:
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise ConfigError(f"configuration hand-over is not JSON: {exc}") from None
-    return _build(data, {})
+    """The configuration a worker process was handed (`to_json`), validated again."""
+    return config_load.from_json(Config, text)
 
 
 def from_dict(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Config:
-    return _build(data, env or {})
+    return config_load.build(Config, data, env or {})

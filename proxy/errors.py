@@ -7,7 +7,7 @@
     ├── AuthError           401/403 missing or invalid token (reason is machine-readable)
     ├── OriginError         502     origin unreachable, refused, broke the connection
     │   └── OriginTimeout   504     origin did not answer in time
-    ├── ClusterUnavailable  503     Redis unreachable (proxy/cluster.py; the admin API reports
+    ├── ClusterUnavailable  503     Redis unreachable (proxy/cluster/; the admin API reports
     │                               it per node, never to public clients)
     ├── StoreError          503     the cache directory failed; handled as a miss or PASS
     │                               (only a PURGE, which needs the store, can see it)

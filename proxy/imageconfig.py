@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import importlib.util
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from proxy.errors import ConfigError
 
@@ -41,6 +41,7 @@ class Preset:
 
 @dataclass(frozen=True, slots=True)
 class ImagesConfig:
+    TABLES: ClassVar[tuple[str, ...]] = ("presets",)  # nested: parsed by from_tables
     presets: tuple[Preset, ...] = ()  # [images.presets.<name>] tables; none = feature off
     allow_free_form: bool = False  # w=, h=, fit=, fmt=, q= with a signature covering them
     max_source_pixels: int = 50_000_000  # width x height x frames, read from the header
@@ -51,6 +52,16 @@ class ImagesConfig:
     allowed_input_formats: str = "jpeg,png,webp,gif,avif"  # others get 415
     pool_workers: int = 2  # conversion processes per proxy worker
     max_conversions_per_second: float = 20.0  # remakes after a soft purge, per worker
+
+    @classmethod
+    def from_tables(cls, values: Mapping[str, Any], tables: Mapping[str, Any]
+                    ) -> ImagesConfig:
+        """The section from its flat keys (coerced by config_load) and its nested tables."""
+        return cls(presets=parse_presets(tables.get("presets", {})), **values)
+
+    def tables(self) -> dict[str, Any]:
+        """The nested tables in their TOML shape (the JSON hand-over to workers)."""
+        return {"presets": presets_as_tables(self.presets)}
 
     def preset(self, name: str) -> Preset | None:
         for preset in self.presets:
@@ -149,15 +160,6 @@ def _check_preset(preset: Preset, where: str) -> None:
                           f"{preset.format!r}")
     if not 1 <= preset.quality <= 100:
         raise ConfigError(f"{where}.quality: must be between 1 and 100")
-
-
-def build_images(raw: Mapping[str, Any],
-                 scalars: Callable[[Mapping[str, Any]], dict[str, Any]]) -> ImagesConfig:
-    """The section from its TOML table; `scalars` coerces the flat keys (and their
-    MEDIAPROXY_IMAGES_* overrides) as every other section's keys are."""
-    flat = {key: value for key, value in raw.items() if key != "presets"}
-    presets = parse_presets(raw.get("presets", {}))
-    return ImagesConfig(presets=presets, **scalars(flat))
 
 
 def presets_as_tables(presets: tuple[Preset, ...]) -> dict[str, dict[str, Any]]:

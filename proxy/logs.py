@@ -87,7 +87,7 @@ class AccessLogger(AbstractAccessLogger):
 
     def log(self, request: BaseRequest, response: StreamResponse, time_: float) -> None:
         from proxy.deliver import BYTES_KEY
-        from proxy.handler import KEY_KEY, STATUS_KEY
+        from proxy.exchange import KEY_KEY, STATUS_KEY
 
         status = request.get(STATUS_KEY)
         cache_status = status.value if status is not None else "-"

@@ -21,6 +21,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from proxy.status import CacheStatus, method_label
+from proxy.store.fill import FillOutcome
 
 # The store operations counted in mediaproxy_store_errors_total (created at zero).
 STORE_OPERATIONS = ("lookup", "bans", "claim", "fill_create", "fill", "access_flush",
@@ -55,8 +56,9 @@ class Metrics:
         )
         self.fills = Counter(
             "mediaproxy_fills",
-            "Origin bodies streamed into the store, by outcome (committed, incomplete, "
-            "origin_error, store_error, purged, abandoned, mismatch, no_room).",
+            "Origin bodies streamed into the store, by outcome "
+            "(committed, incomplete, origin_error, store_error, purged, abandoned, mismatch, "
+            "no_room).",
             ["outcome"], registry=registry,
         )
         self.store_errors = Counter(
@@ -96,9 +98,8 @@ class Metrics:
             self.store_errors.labels(operation)
         for outcome in ("ok", "error", "timeout"):
             self.origin_requests.labels(outcome)
-        for outcome in ("committed", "incomplete", "origin_error", "store_error", "purged",
-                        "abandoned", "mismatch", "no_room"):
-            self.fills.labels(outcome)
+        for fill_outcome in FillOutcome:
+            self.fills.labels(fill_outcome.value)
 
     def init_images(self, presets: Iterable[str]) -> None:
         """Conversion series, created from zero for every configured preset (and free_form):

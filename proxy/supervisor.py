@@ -6,8 +6,8 @@ bootstrap that imports this installation's `proxy` package by its path, so anoth
 distribution's `proxy` module on sys.path (or in the working directory) cannot be picked up.
 A reload (SIGHUP) starts a full new set of workers, waits until they listen, then drains the
 old set; if the new set does not come up, the old one keeps serving. A worker that dies after
-serving a while (killed, OOM) is replaced at once; one that dies within FAST_DEATH_SECONDS of
-its start counts as a fast failure and restarts with backoff, and GIVE_UP_DEATHS fast failures
+serving (it had started listening, or ran FAST_DEATH_SECONDS: killed, OOM) is replaced at once;
+one that dies before that is a failed start and restarts with backoff, and GIVE_UP_DEATHS of them
 within GIVE_UP_WINDOW_SECONDS stop the supervisor (exit 1): a broken start cannot loop forever,
 and a busy node whose workers are killed now and then is never given up.
 """
@@ -178,9 +178,10 @@ class Supervisor:
         for index, worker in list(self.workers.items()):
             if worker.proc.poll() is None:
                 continue
+            served = self._ready(worker)  # it had started listening: not a failed start
             self._reaped(worker)
             del self.workers[index]
-            if now - worker.started >= FAST_DEATH_SECONDS:
+            if served or now - worker.started >= FAST_DEATH_SECONDS:
                 log.warning("worker %d (pid %d) exited with status %s after %.0f s; replacing "
                             "it", index, worker.pid, worker.proc.returncode,
                             now - worker.started,

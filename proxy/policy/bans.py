@@ -86,3 +86,11 @@ def parse_tags(values: Iterable[str]) -> tuple[str, ...]:
             if len(tag) <= 256:
                 seen.setdefault(tag, None)
     return tuple(seen)
+
+
+TAG_HEADERS = ("surrogate-key", "cache-tag")
+
+
+def response_tags(headers: Iterable[tuple[str, str]]) -> tuple[str, ...]:
+    """The purge tags an origin attached (Surrogate-Key / Cache-Tag)."""
+    return parse_tags(v for k, v in headers if k.lower() in TAG_HEADERS)

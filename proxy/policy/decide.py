@@ -163,6 +163,50 @@ def usable_on_error(known: Facts, request: Headers, now: float) -> bool:
     return allowance > 0 and known.staleness(now) <= allowance
 
 
+@dataclass(frozen=True, slots=True)
+class StaleOnError:
+    """The origin failed (no answer, or 5xx) and the stale copy may stand in (RFC 5861 §4)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """The origin gave no answer and nothing may stand in: the error goes to the client."""
+
+
+@dataclass(frozen=True, slots=True)
+class Refresh:
+    """A 304 to our conditional request: the stored body stays, its fields are updated."""
+
+
+@dataclass(frozen=True, slots=True)
+class Gone:
+    """404/410 for something we hold: drop it everywhere, then treat the answer as new."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewAnswer:
+    """A full answer: stored (`storable`) or relayed."""
+
+
+OriginDecision = StaleOnError | Failed | Refresh | Gone | NewAnswer
+
+
+def on_origin(status: int | None, stale: Facts | None, request: Headers, now: float
+              ) -> OriginDecision:
+    """What to do with the origin's answer (`status`; None when there was none) to a fill or
+    a revalidation of `stale` (the facts of the copy we hold, or None)."""
+    if stale is not None and (status is None or status >= 500) and usable_on_error(
+            stale, request, now):
+        return StaleOnError()
+    if status is None:
+        return Failed()
+    if stale is not None and status == 304:
+        return Refresh()
+    if stale is not None and status in (404, 410):
+        return Gone()
+    return NewAnswer()
+
+
 def storable(
     method: str,
     status: int,

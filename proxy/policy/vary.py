@@ -36,3 +36,10 @@ def variant(names: Iterable[str], request: Headers) -> str:
 def base_key(key: str) -> str:
     """The URL part of a (possibly variant) cache key."""
     return key.split(SEP, 1)[0]
+
+
+def names_of(variant_name: str) -> tuple[str, ...]:
+    """The Vary names a variant was computed with (for a refresh to keep it)."""
+    if not variant_name:
+        return ()
+    return tuple(part.split("=", 1)[0].rstrip("!") for part in variant_name.split(_FIELD_SEP))

@@ -5,7 +5,8 @@ Rule: the budget counts what the cache directory takes on disk: the index files 
 for running streams (`graveyard/`), and fills in flight at their expected size from their first
 byte. Eviction removes least-recently-used entries until the budget holds, no more, never the
 entry being committed and never a body a stream is reading (that frees nothing until it ends).
-Callers run `evict` inside a write transaction and retire the returned files after it commits.
+`Budget` runs eviction inside the write transaction that needs the room (a commit, a fill's
+admission, the background cull) and retires the evicted files only after it has committed.
 """
 
 from __future__ import annotations
@@ -13,14 +14,24 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import os
+import shutil
+import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import diskcache
+
+from proxy.errors import StoreError
 from proxy.store.bans import BLOCK_BYTES
+from proxy.store.claims import FillPaths
+from proxy.store.reads import Reads
 from proxy.store.retention import stats, unheld
+
+log = logging.getLogger(__name__)
 
 INDEX_FILES = ("cache.db", "cache.db-wal", "cache.db-shm")
 # The WAL is checkpointed every WAL_CHECKPOINT_PAGES pages (SQLite's default is 1000: 4 MiB)
@@ -150,3 +161,92 @@ def evict(sql: Callable[..., Any], directory: str, over: int, keep: str | None
         if over <= 0:
             break
     return over, gone
+
+
+class Budget:
+    """Keeps `max_size_bytes` (and `min_free_bytes` free) for one store; both may be changed
+    at run time (a reload)."""
+
+    def __init__(self, cache: diskcache.Cache, reads: Reads, directory: Path, tmp_dir: Path,
+                 graveyard: str, *, max_size_bytes: int, min_free_bytes: int) -> None:
+        self.cache = cache
+        self.reads = reads
+        self.directory = directory
+        self.tmp_dir = tmp_dir
+        self.graveyard = graveyard
+        self.max_size_bytes = max_size_bytes
+        self.min_free_bytes = min_free_bytes
+
+    def usage(self, skip: str | None = None) -> Usage:
+        """What `max_size_bytes` bounds, now (`skip`: a temp file left out of in-flight)."""
+        return usage(self.directory, self.tmp_dir, self.graveyard, self.reads.body_blocks(),
+                     skip)
+
+    def room(self, extra: int, *, keep: str | None = None, skip: str | None = None,
+             disk_extra: int = 0) -> tuple[int, list[str]]:
+        """Inside a write transaction: evict least-recently-used entries (not `keep`) until
+        what is on disk plus `extra` fits the budget and `min_free_bytes` (+ `disk_extra`, the
+        bytes about to be written) stays free. Returns (bytes still over, files to retire)."""
+        # This process's batched uses first: the LRU order as fresh as it is known.
+        self.reads.apply_access_times()
+        row = self.cache._sql("SELECT blocks FROM MediaUsage WHERE id = 0").fetchone()
+        use = usage(self.directory, self.tmp_dir, self.graveyard, int(row[0]), skip)
+        over = use.total + extra - self.max_size_bytes
+        if self.min_free_bytes:
+            # The filesystem may be shared: keep min_free_bytes free as well.
+            short = self.min_free_bytes + disk_extra - shutil.disk_usage(self.directory).free
+            over = max(over, short)
+        return evict(self.cache._sql, self.cache.directory, over, keep)
+
+    def replaced_blocks(self, key: str) -> int:
+        """The disk a commit of `key` frees by replacing its current body (unless a stream
+        holds that body, which then waits in the graveyard, still counted)."""
+        row = self.cache._sql("SELECT filename, size FROM Cache WHERE key = ? AND raw = 1",
+                              (key,)).fetchone()
+        if row is None or row[0] is None:
+            return 0
+        held = unheld(os.path.join(self.cache.directory, row[0])) is False
+        return 0 if held else blocks(int(row[1]))
+
+    def retire(self, filenames: list[str]) -> None:
+        for filename in filenames:
+            try:
+                self.cache.disk.remove(filename)
+            except OSError as exc:
+                log.warning("could not remove evicted body %s: %s", filename, exc)
+
+    def admit(self, paths: FillPaths, expected: int | None, publish: Callable[[], None]
+              ) -> None:
+        """A fill announces itself (claims.py): make room for its expected size ahead of its
+        first byte, then publish it, in one write transaction, so two fills never take the
+        same room. NoRoom (nothing is evicted then) makes the caller relay it uncached."""
+        need = blocks(expected or 0)
+        gone: list[str] = []
+        try:
+            with self.cache.transact(retry=True):
+                left, gone = self.room(need, skip=str(paths.part), disk_extra=need)
+                if left > 0:
+                    gone = []  # the rollback keeps them
+                    raise NoRoom(need, self.max_size_bytes)
+                publish()
+        except (sqlite3.Error, diskcache.Timeout) as exc:
+            gone = []
+            # Claim.publish fails with OSError only (its callers' contract: a write failed).
+            raise OSError(errno.EIO, f"fill admission failed: {exc}") from exc
+        finally:
+            self.retire(gone)
+
+    def cull(self) -> int:
+        """Evict least-recently-used entries until the budget holds again (in the background:
+        bodies of unknown length grow without an announced size, the WAL grows, streams end
+        later than evictions). Returns how many went."""
+        gone: list[str] = []
+        try:
+            with self.cache.transact(retry=True):
+                _, gone = self.room(0)
+        except (OSError, sqlite3.Error, diskcache.Timeout) as exc:
+            gone = []
+            raise StoreError(f"cull failed: {exc}") from exc
+        finally:
+            self.retire(gone)
+        return len(gone)

@@ -1,8 +1,11 @@
 """A fill: one origin body streaming into a temp file that any number of readers tail.
 
 Rule: the temp file only grows; `written` is advanced after the bytes are in the file, so a
-reader may send anything below it. A fill is committed only when it reached its expected
-size (or a clean end of a body of unknown length); otherwise its temp file is discarded.
+reader may send anything below it. The end of a body is held back (its last byte, and the
+COMPLETE state) until the fill is settled: verified and committed, so a client that has the
+whole body can never find the entry missing with its next request, and a body that fails
+its check reaches no client whole. A fill is committed only when it reached its expected size
+(or a clean end of a body of unknown length); otherwise its temp file is discarded.
 `Fill` is the filling process's view; `RemoteFill` is another process's view of the same
 file, which learns progress from the file size and the end from the released claim.
 """
@@ -22,6 +25,19 @@ from proxy.errors import StoreError
 from proxy.policy.freshness import StoredResponse
 from proxy.store.claims import Claim, Claims
 from proxy.store.retention import hold, unheld
+
+
+class FillOutcome(enum.Enum):
+    """How a fill ended: the `outcome` label of `mediaproxy_fills_total`."""
+
+    COMMITTED = "committed"
+    INCOMPLETE = "incomplete"  # shorter than its Content-Length, or cancelled
+    ORIGIN_ERROR = "origin_error"
+    STORE_ERROR = "store_error"  # relayed whole through memory (disk failing), not stored
+    PURGED = "purged"  # a purge issued after the fetch covers it
+    ABANDONED = "abandoned"  # every client left with much still to come
+    MISMATCH = "mismatch"  # the temp file was not the file, size or bytes it wrote
+    NO_ROOM = "no_room"  # larger than the budget can hold: relayed uncached
 
 
 class FillState(enum.Enum):
@@ -59,7 +75,8 @@ class Fill:
         self.temp_path = temp_path
         self.meta = meta  # headers as received; body_size fixed at completion
         self.expected = expected  # Content-Length, or None for a body of unknown length
-        self.written = 0  # bytes available to readers (on disk, then in the spill window)
+        self.received = 0  # bytes appended (on disk, then in the spill window)
+        self.written = 0  # bytes readers may send: `received`, less the held-back end
         self.disk_bytes = 0  # bytes in the temp file
         self.state = FillState.RUNNING
         self.readers = 0
@@ -148,9 +165,12 @@ class Fill:
             except OSError as exc:
                 self.spill_error = exc
         if view:
-            self._spill.append((self.written + len(chunk) - len(view), bytes(view)))
+            self._spill.append((self.received + len(chunk) - len(view), bytes(view)))
             self._spill_bytes += len(view)
-        self.written += len(chunk)
+        self.received += len(chunk)
+        # The last byte of a body of known length waits for `settle`.
+        at_end = self.expected is not None and self.received >= self.expected
+        self.written = self.received - 1 if at_end and self.received else self.received
         self._wake()
 
     def read_spilled(self, offset: int, limit: int) -> bytes:
@@ -184,13 +204,26 @@ class Fill:
             await self._changed.wait()
 
     def finish(self) -> bool:
-        """Close the temp file; True when the body is complete and may be committed (a
-        relayed body is complete for its readers but never committed)."""
+        """Close the temp file; True when the whole body arrived (it may be served whole
+        once `settle`d; committed only if it also reached the disk). A short body fails
+        its readers at once."""
         self._close_fd()
-        complete = self.expected is None or self.written == self.expected
-        self.state = FillState.COMPLETE if complete else FillState.FAILED
+        complete = self.expected is None or self.received == self.expected
+        if not complete:
+            self.fail()
+        return complete
+
+    def settle(self, whole: bool) -> None:
+        """The fill is over: its readers get the held-back end (`whole`: the body was
+        complete and, if it was to be committed, verified) or are cut short."""
+        if self.state is not FillState.RUNNING:
+            return
+        if whole:
+            self.written = self.received
+            self.state = FillState.COMPLETE
+        else:
+            self.state = FillState.FAILED
         self._wake()
-        return complete and self.spill_error is None
 
     def verify(self) -> bool:
         """Is the file at `temp_path` exactly the body this fill wrote: the same file (inode)
@@ -203,7 +236,7 @@ class Fill:
             there = os.stat(self.temp_path)
             if (mine.st_dev, mine.st_ino) != (there.st_dev, there.st_ino):
                 return False
-            if there.st_size != self.disk_bytes or self.disk_bytes != self.written:
+            if there.st_size != self.disk_bytes or self.disk_bytes != self.received:
                 return False
             digest = hashlib.sha256()
             with open(self.temp_path, "rb", buffering=0) as body:
@@ -249,7 +282,8 @@ class RemoteFill:
         poll_seconds: float = 0.005,
     ) -> None:
         self.claims = claims
-        self.key = key
+        self.key = key  # the entry's key (the caller may set it from the notice)
+        self.claim_key = key  # the claim the filler holds
         self.meta = meta
         self.expected = expected
         self._handle = handle
@@ -274,10 +308,13 @@ class RemoteFill:
 
     async def wait_beyond(self, offset: int) -> None:
         while self.state is FillState.RUNNING:
-            self.written = os.fstat(self._handle.fileno()).st_size
+            size = os.fstat(self._handle.fileno()).st_size
+            # As for a local fill, the last byte waits until the filler has settled (released
+            # its claim after verifying and committing).
+            self.written = size if self.expected is None else min(size, self.expected - 1)
             if self.written > offset:
                 return
-            if not self.claims.is_held(self.key):
+            if not self.claims.is_held(self.claim_key):
                 # The filler is done (or dead): what is in the file now is all there will be.
                 self.written = os.fstat(self._handle.fileno()).st_size
                 self.state = FillState.COMPLETE if self._complete() else FillState.FAILED
@@ -285,7 +322,9 @@ class RemoteFill:
             await asyncio.sleep(self.poll_seconds)
 
     def _complete(self) -> bool:
+        final = self.claims.read_meta(self.claim_key) or {}
+        if final.get("done") and final.get("ok") is False and final.get("verified") is False:
+            return False  # the filler found the file was not what it wrote
         if self.expected is not None:
             return self.written == self.expected
-        final = self.claims.read_meta(self.key) or {}
         return bool(final.get("done")) and final.get("size") == self.written

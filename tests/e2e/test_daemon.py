@@ -167,7 +167,7 @@ def test_workers_that_keep_dying_make_the_supervisor_give_up(
         time.sleep(0.05)
     assert stop(proxy.proc) == 1
     assert "give_up" in event_names(proxy)
-    assert 5 <= len(killed) <= 6
+    assert 5 <= len(killed) <= 8  # workers that were already serving are not failed starts
 
 
 def test_start_and_stop_are_logged_with_two_workers(tmp_path: Path,

@@ -137,7 +137,7 @@ async def test_background_refresh_never_stores_a_304_cookie(
     r = await proxy.get("/s.jpg")
     assert r.headers["X-Cache"] == "UPDATING"
     for _ in range(100):
-        if scripted.count("/s.jpg") == 2 and not proxy.runtime.proxy._refreshing:
+        if scripted.count("/s.jpg") == 2 and not proxy.runtime.proxy.refreshing:
             break
         await asyncio.sleep(0.02)
     r = await proxy.get("/s.jpg")

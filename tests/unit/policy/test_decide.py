@@ -127,3 +127,35 @@ def test_configured_lifetime_overrides_the_origin() -> None:
     assert storable("GET", 200, [], [("ETag", '"1"')], T, lifetime_override=600)
     assert storable("GET", 200, [], [], T, lifetime_override=600)  # the rule gives freshness
     assert not storable("GET", 200, [], [("Cache-Control", "no-store")], T, lifetime_override=600)
+
+
+def test_on_origin_table() -> None:
+    from proxy.policy.decide import (
+        Failed,
+        Gone,
+        NewAnswer,
+        Refresh,
+        StaleOnError,
+        facts,
+        on_origin,
+    )
+    from proxy.policy.freshness import Heuristic, StoredResponse
+
+    def held(cc: str) -> object:
+        meta = StoredResponse(200, (("Cache-Control", cc), ("ETag", '"a"')), 0.0, 0.0, 1)
+        return facts(meta, Heuristic(0.1, 86400), None, None, 0.0)
+
+    grace = held("max-age=10, stale-if-error=1000")
+    plain = held("max-age=10")
+    now = 100.0
+    rows = [
+        (None, grace, StaleOnError), (503, grace, StaleOnError), (500, grace, StaleOnError),
+        (None, plain, Failed), (None, None, Failed), (503, plain, NewAnswer),
+        (304, plain, Refresh), (304, None, NewAnswer), (404, plain, Gone), (410, plain, Gone),
+        (404, None, NewAnswer), (200, plain, NewAnswer), (200, grace, NewAnswer),
+    ]
+    for status, stale, expected in rows:
+        assert isinstance(on_origin(status, stale, (), now), expected), (status, expected)  # type: ignore[arg-type]
+    # A request may ask for more grace than the response gives (RFC 5861 §4).
+    assert isinstance(on_origin(None, plain, [("Cache-Control", "stale-if-error=1000")], now),
+                      StaleOnError)

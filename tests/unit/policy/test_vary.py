@@ -16,3 +16,11 @@ def test_only_http_whitespace_is_folded() -> None:
 def test_absent_and_empty_are_distinct() -> None:
     assert variant(["foo"], []) == "foo!"
     assert variant(["foo"], [("Foo", "")]) == "foo="
+
+
+def test_names_of_a_variant() -> None:
+    from proxy.policy.vary import names_of
+
+    assert names_of("") == ()
+    name = variant(["accept", "foo"], [("Accept", "image/webp")])
+    assert names_of(name) == ("accept", "foo")

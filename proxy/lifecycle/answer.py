@@ -1,0 +1,156 @@
+"""Writes the one response of a request, from a terminal step, and records its cache status.
+
+Rule: the only module that writes a response or records the cache status (once, after the
+access check, so a refused request is recorded by the error path instead). Before any body
+it hands the request's claim and pending future over, so others never wait for a body that
+may take hours; a fill this request started keeps its claim.
+"""
+
+from __future__ import annotations
+
+import math
+
+from aiohttp import HttpVersion11, web
+from multidict import CIMultiDict
+
+from proxy import deliver
+from proxy.exchange import SESSION_GRANTED_KEY, Exchange, record_status
+from proxy.lifecycle import steps
+from proxy.lifecycle.admit import fields as request_fields
+from proxy.lifecycle.authorize import authorize, granted
+from proxy.lifecycle.context import Context
+from proxy.lifecycle.streams import streaming
+from proxy.origin import OriginResponse
+from proxy.policy import respond, session
+from proxy.policy.freshness import current_age
+from proxy.policy.headers import Headers
+from proxy.status import CacheStatus
+from proxy.store.fill import Fill
+from proxy.store.front import FrontEntry
+from proxy.store.index import CachedBody
+
+# Request fields that make an answer more than "the stored 200 as it is".
+PLAN_FIELDS = ("range", "if-none-match", "if-modified-since", "if-match", "if-unmodified-since")
+
+
+async def send(ctx: Context, ex: Exchange, step: steps.Terminal) -> web.StreamResponse:
+    if not isinstance(step, steps.Filling):
+        ex.held.hand_over()
+    request = ex.request
+    match step:
+        case steps.Fresh(body=FrontEntry() as entry, age=age):
+            return await memory(ctx, request, entry, age)
+        case steps.Fresh(body=body, age=age, status=status) | steps.Stale(
+                body=body, age=age, status=status):
+            return await stored(ctx, request, body, age, status)
+        case steps.Revalidated(body=body, age=age, client_only=client_only, status=status):
+            return await stored(ctx, request, body, age, status, client_only)
+        case steps.Join(fill=fill, status=status):
+            return await from_fill(ctx, request, fill, status)
+        case steps.Filling(fill=fill, status=status, client_only=client_only):
+            return await from_fill(ctx, request, fill, status, client_only)
+        case steps.Uncached(status=status, origin=origin):
+            assert origin is not None, "the driver fetches before it answers"
+            try:
+                return await relay(ctx, request, origin, status)
+            finally:
+                origin.release()
+    raise AssertionError(f"not a terminal step: {step!r}")
+
+
+def purged(request: web.BaseRequest, response: web.Response) -> web.Response:
+    """The answer to a PURGE request (its JSON was written by `purge`)."""
+    record_status(request, CacheStatus.PASS)
+    return response
+
+
+async def memory(ctx: Context, request: web.BaseRequest, entry: FrontEntry, age: float
+                 ) -> web.StreamResponse:
+    """A hit from the memory tier; the plain GET of a fresh object leaves as pre-built bytes."""
+    await authorize(ctx, request, entry.meta.headers)
+    record_status(request, CacheStatus.HIT)
+    headers = request.headers
+    if request.method == "GET" and not any(name in headers for name in PLAN_FIELDS) and (
+            SESSION_GRANTED_KEY not in request):
+        request[deliver.BYTES_KEY] = len(entry.body)
+        if entry.wire_head is not None and request.version == HttpVersion11 and (
+                request.keep_alive):
+            age_line = b"Age: %d\r\n\r\n" % max(0, math.floor(age))
+            return deliver.WireResponse(entry.meta.status,
+                                        (entry.wire_head, age_line, entry.body))
+        return web.Response(status=entry.meta.status, headers=CIMultiDict(
+            (*entry.hit_headers, ("Age", str(max(0, math.floor(age)))))), body=entry.body)
+    plan = respond.plan(request.method, headers.items(), entry.meta.status,
+                        entry.meta.headers, len(entry.body), age)
+    out = client_headers(ctx, request, plan.headers, CacheStatus.HIT)
+    if not plan.send_body:
+        if plan.content_length is not None and plan.status not in (304,):
+            out["Content-Length"] = str(plan.content_length)
+        return web.Response(status=plan.status, headers=out)
+    length = len(entry.body) if plan.length is None else plan.length
+    body = entry.body[plan.offset:plan.offset + length]
+    request[deliver.BYTES_KEY] = len(body)
+    return web.Response(status=plan.status, headers=out, body=body)
+
+
+async def stored(ctx: Context, request: web.BaseRequest, cached: CachedBody, age: float,
+                 status: CacheStatus, client_only: Headers = ()) -> web.StreamResponse:
+    """A stored body by sendfile from the fd opened at lookup."""
+    fields = (*cached.meta.headers, *client_only) if client_only else cached.meta.headers
+    await authorize(ctx, request, fields)
+    record_status(request, status)
+    plan = respond.plan(request.method, request_fields(request), cached.meta.status, fields,
+                        cached.size, age)
+    out = client_headers(ctx, request, plan.headers, status)
+    with streaming(ctx, request, cached.key, cached.meta, granted(ctx, request)):
+        return await deliver.send_file(request, plan, cached.file, out)
+
+
+async def from_fill(ctx: Context, request: web.BaseRequest, fill: Fill, status: CacheStatus,
+                    client_only: Headers = ()) -> web.StreamResponse:
+    """A body as it arrives from the origin (this request's fill, or one it joined)."""
+    fields = (*fill.meta.headers, *client_only) if client_only else fill.meta.headers
+    # Counted as a reader while the callout may be asked, so the fill is not abandoned as
+    # "every client left" while its only client waits for its answer.
+    held = fill.open_reader() if ctx.callout is not None and isinstance(fill, Fill) else None
+    try:
+        await authorize(ctx, request, fields)  # every field this client will get
+    finally:
+        if held is not None:
+            fill.release_reader(held)
+    record_status(request, status)
+    # Age only on answers from the cache (RFC 9111 §5.1), i.e. for those joining a fill.
+    age = current_age(fill.meta, ctx.clock()) if status is CacheStatus.HIT else None
+    plan = respond.plan(request.method, request_fields(request), fill.meta.status, fields,
+                        fill.expected, age)
+    out = client_headers(ctx, request, plan.headers, status)
+    with streaming(ctx, request, fill.key, fill.meta, granted(ctx, request)):
+        return await deliver.send_fill(request, plan, fill, out)
+
+
+async def relay(ctx: Context, request: web.BaseRequest, origin: OriginResponse,
+                status: CacheStatus) -> web.StreamResponse:
+    """The origin's answer as it is; nothing stored."""
+    await authorize(ctx, request, origin.headers)
+    record_status(request, status)
+    head = request.method == "HEAD" or origin.status in (204, 304) or origin.status < 200
+    plan = respond.Plan(
+        status=origin.status,
+        headers=tuple((k, v) for k, v in origin.headers if k.lower() != "content-length"),
+        offset=0,
+        length=origin.content_length,
+        send_body=not head,
+        content_length=origin.content_length,
+    )
+    out = client_headers(ctx, request, plan.headers, status)
+    return await deliver.relay(request, plan, origin, out)
+
+
+def client_headers(ctx: Context, request: web.BaseRequest, fields: Headers,
+                   status: CacheStatus) -> CIMultiDict[str]:
+    out = deliver.build_headers(tuple(fields), status, ctx.via, ctx.hidden)
+    if SESSION_GRANTED_KEY in request:
+        value = session.private_cache_control(out.getall("Cache-Control", []))
+        out.popall("Cache-Control", None)
+        out["Cache-Control"] = value
+    return out
