@@ -4,7 +4,8 @@ Rule: every state-changing call needs `Authorization: Bearer <admin.token>` (com
 constant time); with no token configured, purging is refused rather than left open. Health and
 metrics stay unauthenticated: the listener belongs on a private interface. A purge is applied
 to this node before it is published to the cluster (`proxy.cluster`), so it never depends on
-Redis being up.
+Redis being up. The admin console (`proxy.console`, HTML pages behind a sign-in with the same
+token) is mounted at /console/, and / redirects there.
 """
 
 from __future__ import annotations
@@ -22,8 +23,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from proxy.config import Config
 from proxy.errors import StoreError
-from proxy.metrics import StoreCollector, register_process_collectors
-from proxy.policy import cachekey, tokens
+from proxy.metrics import (
+    NodeCollector,
+    StoreCollector,
+    purge_kind_label,
+    register_process_collectors,
+)
+from proxy.policy import cachekey, groups, tokens
 from proxy.policy.bans import Ban, BanKind
 from proxy.policy.freshness import Heuristic
 from proxy.store import listing
@@ -71,9 +77,9 @@ def parse_purge(body: Any, max_length: int) -> tuple[BanKind, str, bool] | str:
     soft = body.get("soft", False)
     if not isinstance(soft, bool):
         return "soft: expected true or false"
-    given = [k for k in ("url", "prefix", "tag", "all") if k in body]
+    given = [k for k in ("url", "prefix", "tag", "group", "all") if k in body]
     if len(given) != 1:
-        return 'give exactly one of "url", "prefix", "tag", "all"'
+        return 'give exactly one of "url", "prefix", "tag", "group", "all"'
     kind = given[0]
     value = body[kind]
     if kind == "all":
@@ -90,6 +96,10 @@ def parse_purge(body: Any, max_length: int) -> tuple[BanKind, str, bool] | str:
         if any(c.isspace() for c in value):
             return "tag: one tag, no spaces"
         return BanKind.TAG, value, soft
+    if kind == "group":  # an HTTP Cache Group (RFC 9875) the origin named
+        if len(value) > groups.MAX_GROUP_CHARS or not value.isprintable():
+            return f"group: at most {groups.MAX_GROUP_CHARS} printable characters"
+        return BanKind.TAG, groups.tag(value), soft
     key = purge_target(value, max_length)
     if key is None:
         return f"{kind}: not a valid path"
@@ -141,7 +151,16 @@ def create_admin_app(
         lambda: _require(store_for()).usage().total,
         lambda: _require(store_for()).entry_count(),
         lambda: _superseded(_require(store_for())),
+        lambda: _require(store_for()).max_size_bytes,
+        lambda: len(_require(store_for()).bans().all),
     ))
+    purges: dict[str, int] = {}  # kind label -> count, for mediaproxy_purges_total
+
+    def problems() -> list[str]:
+        return readiness_problems(store_for(), workers_ready)
+
+    registry.register(NodeCollector(problems, purges,
+                                    cluster.gauges if cluster is not None else None))
 
     async def purge(request: web.Request) -> web.Response:
         config = current()
@@ -168,6 +187,8 @@ def create_admin_app(
             ban = await apply_purge(store, *parsed, clock=clock)
         except StoreError as exc:
             return _error(503, "store_error", exc.message)
+        kind = purge_kind_label(ban.kind, ban.value)
+        purges[kind] = purges.get(kind, 0) + 1
         answer = ban_json(ban, node)
         if cluster is not None:
             published = await cluster.publish(ban)
@@ -181,7 +202,7 @@ def create_admin_app(
         store = store_for()
         if store is None:
             return _error(503, "store_unavailable", "the cache directory is not usable")
-        body = await asyncio.to_thread(_stats, store, registry)
+        body = await asyncio.to_thread(stats_body, store, registry)
         if cluster is not None:
             body["cluster"] = cluster.status()
         return web.json_response(body)
@@ -232,21 +253,17 @@ def create_admin_app(
         return web.Response(text="ok\n")
 
     async def readyz(_: web.Request) -> web.Response:
-        store = store_for()
-        problems: list[str] = []
-        if store is None:
-            problems.append("cache directory unavailable")
-        else:
-            problem = await asyncio.to_thread(store.write_problem)
-            if problem is not None:
-                problems.append(problem)
-        if workers_ready is not None:
-            ready, wanted = workers_ready()
-            if ready < wanted:
-                problems.append(f"{ready} of {wanted} workers listening")
-        return web.json_response({"ready": not problems, "problems": problems},
-                                 status=503 if problems else 200)
+        found = await asyncio.to_thread(problems)
+        return web.json_response({"ready": not found, "problems": found},
+                                 status=503 if found else 200)
 
+    from proxy.console import live, routes  # they use this module's purge and stats
+
+    app.router.add_get("/", _to_console)
+    app.router.add_get("/console", _to_console)  # before the sub-application that owns /console
+    app.add_subapp("/console", routes.create_console_app(live.Sources(
+        node=node, config=current, store=store_for, registry=registry, cluster=cluster,
+        clock=clock)))
     app.router.add_post("/purge", purge)
     app.router.add_get("/stats", stats)
     app.router.add_get("/entries", entries)
@@ -257,7 +274,11 @@ def create_admin_app(
     return app
 
 
-def _stats(store: Store, registry: CollectorRegistry) -> dict[str, Any]:
+async def _to_console(_: web.Request) -> web.Response:
+    raise web.HTTPFound("/console/")
+
+
+def stats_body(store: Store, registry: CollectorRegistry) -> dict[str, Any]:
     requests: dict[str, int] = {}
     for family in registry.collect():
         if family.name == "mediaproxy_requests":
@@ -283,6 +304,24 @@ def _stats(store: Store, registry: CollectorRegistry) -> dict[str, Any]:
         "superseded_files": graveyard.files,
         "superseded_bytes": graveyard.bytes,
     }
+
+
+def readiness_problems(store: Store | None,
+                       workers_ready: Callable[[], tuple[int, int]] | None) -> list[str]:
+    """Why this node should not get traffic ([] = ready): /readyz and mediaproxy_ready."""
+    problems: list[str] = []
+    if store is None:
+        problems.append("cache directory unavailable")
+    else:
+        # A real 1 MiB write into tmp/: a full filesystem counts (an empty file would not).
+        problem = store.write_problem()
+        if problem is not None:
+            problems.append(problem)
+    if workers_ready is not None:
+        ready, wanted = workers_ready()
+        if ready < wanted:
+            problems.append(f"{ready} of {wanted} workers listening")
+    return problems
 
 
 def _superseded(store: Store) -> tuple[int, int]:

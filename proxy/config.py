@@ -57,6 +57,8 @@ class ServerConfig:
     # or of its previous response (so it is also the idle keep-alive timeout): slowloris.
     header_timeout_seconds: float = 20.0
     server_header: str = "mediaproxy"  # Server field of our answers (no version by default)
+    cache_status: bool = True  # add our RFC 9211 Cache-Status member (named by `via`)
+    x_cache: bool = True  # the X-Cache field (HIT, MISS, ...) as well
 
     def validate(self) -> None:
         _listen(self.listen, "server.listen")

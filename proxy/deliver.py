@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -37,13 +37,21 @@ def build_headers(
     status: CacheStatus,
     via: str,
     hidden: frozenset[str] = frozenset(),
+    *,
+    x_cache: bool = True,
+    cache_status: str | None = None,
 ) -> CIMultiDict[str]:
+    """The client's fields: the response's own (less `hidden`), our Via, our X-Cache, and our
+    Cache-Status member after the origin's (RFC 9211 §2: the closest cache to the client last)."""
     headers: CIMultiDict[str] = CIMultiDict((k, v) for k, v in fields if k.lower() not in hidden)
     existing = headers.getall("Via", [])
     if existing:
         del headers["Via"]
     headers["Via"] = ", ".join([*existing, f"1.1 {via}"])  # RFC 9110 §7.6.3
-    headers["X-Cache"] = status.value
+    if x_cache:
+        headers["X-Cache"] = status.value
+    if cache_status is not None:
+        headers.add("Cache-Status", cache_status)
     return headers
 
 
@@ -158,10 +166,16 @@ async def send_file(
     return response
 
 
+Resume = Callable[[int, int | None], AsyncIterator[bytes]]
+
+
 async def send_fill(
-    request: web.BaseRequest, plan: Plan, fill: FillView, headers: CIMultiDict[str]
+    request: web.BaseRequest, plan: Plan, fill: FillView, headers: CIMultiDict[str],
+    resume: Resume | None = None,
 ) -> web.StreamResponse:
-    """Tail a growing fill: send each byte range as soon as it is in the temp file."""
+    """Tail a growing fill: send each byte range as soon as it is in the temp file. When the
+    fill's file stops short for good (`SPILLED`: another process's disk failed), the rest
+    comes from `resume(offset, end)`, or the response is cut short."""
     handle = fill.open_reader()
     if handle is None:
         raise FillClosed()
@@ -195,6 +209,22 @@ async def send_fill(
             if isinstance(fill, Fill):
                 fill.advanced(handle, offset)
             if end is not None and offset >= end:
+                break
+            if fill.state is FillState.SPILLED and offset >= fill.written:
+                if resume is None:
+                    abort(request)
+                    raise Truncated("fill spilled")
+                try:
+                    async for data in resume(offset, end):
+                        await response.write(data)
+                        _count(request, len(data))
+                        offset += len(data)
+                except Truncated:
+                    abort(request)
+                    raise
+                if end is not None and offset < end:
+                    abort(request)
+                    raise Truncated("resumed body ended early")
                 break
             if fill.state is FillState.FAILED:
                 abort(request)

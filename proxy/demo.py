@@ -126,6 +126,8 @@ def print_tour(config: Config, origin_url: str, token: str, config_path: str | N
     out(f"    {origin_cli} put /media/docs/sample.pdf FILE --url {origin_url} --token {token}")
     if config.admin.token:
         out(f"  {mediaproxy} purge --prefix /media/images/{with_config}")
+        out(f"  admin console: http://{config.server.admin_listen}/console/ "
+            "(sign in with admin.token)")
     out("Ctrl-C stops both.")
     out("")
 

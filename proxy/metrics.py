@@ -6,8 +6,8 @@ never a URL, token or client address.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -17,9 +17,10 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from proxy.policy.bans import BanKind
 from proxy.status import CacheStatus, method_label
 from proxy.store.fill import FillOutcome
 
@@ -29,6 +30,10 @@ STORE_OPERATIONS = ("lookup", "bans", "claim", "fill_create", "fill", "access_fl
 # Outcomes of image conversions (mediaproxy_image_conversions_total), and the formats made.
 CONVERSION_OUTCOMES = ("ok", "not_allowed", "over_limits", "timeout", "crashed", "failed")
 CONVERSION_FORMATS = ("avif", "webp", "jpeg", "png", "gif")
+
+if TYPE_CHECKING:  # redis is imported only when [cluster] redis_url is set
+    from proxy.cluster import Gauges
+
 DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
                     5, 10, 30, 60, 300)
 
@@ -176,27 +181,54 @@ class Metrics:
         duration.observe(seconds)
 
 
+PURGE_KINDS = ("url", "prefix", "tag", "all")
+PURGE_SOURCES = ("admin", "cluster")
+
+
+def purge_kind_label(kind: BanKind, value: str) -> str:
+    """A purge's kind as purge answers and the `kind` label name it (closed: PURGE_KINDS)."""
+    if kind is BanKind.PREFIX:
+        return "prefix" if value else "all"
+    return "url" if kind is BanKind.EXACT else "tag"
+
+
 class StoreCollector(Collector):
-    """Store size and entry count, read from the index at scrape time (shared by all workers)."""
+    """Store size, budget, entries and bans not yet swept, read from the index at scrape time
+    (shared by all workers)."""
 
     def __init__(
         self,
         volume: Callable[[], int],
         entries: Callable[[], int],
         superseded: Callable[[], tuple[int, int]],
+        budget: Callable[[], int],
+        active_bans: Callable[[], int],
     ) -> None:
         self._volume = volume
         self._entries = entries
         self._superseded = superseded
+        self._budget = budget
+        self._active_bans = active_bans
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         try:
             volume, entries = self._volume(), self._entries()
             superseded_files, superseded_bytes = self._superseded()
+            budget, active_bans = self._budget(), self._active_bans()
         except Exception:  # a broken cache dir must not break /metrics
             return
         yield GaugeMetricFamily(
             "mediaproxy_store_size_bytes", "Bytes used by the cache (index and bodies).", volume
+        )
+        yield GaugeMetricFamily(
+            "mediaproxy_store_max_size_bytes",
+            "The size budget (cache.max_size_bytes) that size plus superseded bytes are kept to.",
+            budget,
+        )
+        yield GaugeMetricFamily(
+            "mediaproxy_bans_active",
+            "Purges recorded whose sweep has not finished yet (they retire when it has).",
+            active_bans,
         )
         yield GaugeMetricFamily("mediaproxy_store_entries", "Entries in the cache index.", entries)
         yield GaugeMetricFamily(
@@ -233,3 +265,54 @@ def register_process_collectors(registry: CollectorRegistry) -> None:
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     registry.register(BuildInfo(version()))
+
+class NodeCollector(Collector):
+    """Readiness, purges and (with `cluster.redis_url`) purge propagation, computed at scrape
+    time in the process that owns the admin listener, where every purge is applied."""
+
+    def __init__(
+        self,
+        problems: Callable[[], list[str]],
+        purges: Mapping[str, int],
+        cluster: Callable[[], Gauges] | None = None,
+    ) -> None:
+        self._problems = problems
+        self._purges = purges  # kind label -> purges made through this admin listener
+        self._cluster = cluster
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "mediaproxy_ready", "1 while /readyz answers 200 (cache usable, workers listening).",
+            0 if self._problems() else 1,
+        )
+        gauges = self._cluster() if self._cluster is not None else None
+        purges = CounterMetricFamily(
+            "mediaproxy_purges", "Purges applied to this node, by kind and by where they came "
+            "from (admin: this node's admin listener or PURGE; cluster: another node).",
+            labels=["kind", "source"],
+        )
+        for kind in PURGE_KINDS:
+            purges.add_metric([kind, "admin"], self._purges.get(kind, 0))
+            if gauges is not None:
+                purges.add_metric([kind, "cluster"], gauges.received.get(kind, 0))
+        yield purges
+        if gauges is None:
+            return
+        yield GaugeMetricFamily(
+            "mediaproxy_cluster_connected", "1 while this node's Redis session is up.",
+            1 if gauges.connected else 0,
+        )
+        yield GaugeMetricFamily(
+            "mediaproxy_cluster_live_nodes", "Nodes with a current heartbeat, as this node saw "
+            "them at its last heartbeat.", gauges.live_nodes,
+        )
+        yield GaugeMetricFamily(
+            "mediaproxy_cluster_purges_pending", "Purges received and not yet applied here, or "
+            "made here and not yet published (Redis down).", gauges.pending,
+        )
+        if gauges.newest_applied is not None:
+            yield GaugeMetricFamily(
+                "mediaproxy_cluster_newest_purge_timestamp_seconds",
+                "Creation time of the newest purge this node has applied; a node behind the "
+                "others has missed one.", gauges.newest_applied,
+            )

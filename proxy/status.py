@@ -1,22 +1,11 @@
-"""The closed set of cache outcomes: one value per request, shown in `X-Cache`, the access log
-and the `cache_status` metric label alike (like nginx's $upstream_cache_status)."""
+"""The closed set of cache outcomes (defined in `proxy.policy.outcome`, re-exported here) and
+the helpers that label a request by it."""
 
 from __future__ import annotations
 
-import enum
+from proxy.policy.outcome import CacheStatus
 
-
-class CacheStatus(enum.Enum):
-    HIT = "HIT"  # served from the store, fresh
-    MISS = "MISS"  # fetched from the origin (and stored, or joined a fill that stores it)
-    EXPIRED = "EXPIRED"  # stored copy was stale and the origin sent a new one
-    STALE = "STALE"  # stale copy served because the origin failed
-    REVALIDATED = "REVALIDATED"  # stale copy confirmed by a 304 from the origin
-    UPDATING = "UPDATING"  # stale copy served while a refresh runs in the background
-    PASS = "PASS"  # not from the cache and not stored (unsafe method, uncacheable, store down)
-    ERROR = "ERROR"  # answered by the proxy itself with an error status
-    DENIED = "DENIED"  # refused by access control (401/403): no cache outcome to report
-
+__all__ = ["METHOD_LABELS", "CacheStatus", "error_status", "method_label"]
 
 METHOD_LABELS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "PURGE"})
 

@@ -22,7 +22,8 @@ Redis layout (`<ch>` is `cluster.channel`):
 """
 
 from proxy.cluster.link import ClusterUnavailable, redact
-from proxy.cluster.messages import Acks, NodeState, Published, Purge
+from proxy.cluster.messages import Acks, Gauges, NodeState, Published, Purge
 from proxy.cluster.node import Cluster
 
-__all__ = ["Acks", "Cluster", "ClusterUnavailable", "NodeState", "Published", "Purge", "redact"]
+__all__ = ["Acks", "Cluster", "ClusterUnavailable", "Gauges", "NodeState", "Published", "Purge",
+           "redact"]

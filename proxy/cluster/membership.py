@@ -60,3 +60,11 @@ class Membership:
     async def live_nodes(self) -> frozenset[str]:
         """Nodes with a current heartbeat (this one included once it has announced itself)."""
         return (await self.refresh()).live
+
+    async def members(self) -> list[tuple[str, float, bool]]:
+        """Every known node: (name, time of its last heartbeat, live now), by name."""
+        view = await self.refresh()
+        link = self.link
+        seen: dict[str, str] = await link.call(awaited(link.redis.hgetall(link.nodes_key)))
+        return [(name, as_float(seen.get(name, "0")), name in view.live)
+                for name in sorted(view.known | view.live)]

@@ -80,3 +80,14 @@ class NodeState:
         if self.pending:
             out["pending"] = True
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class Gauges:
+    """This node's view of purge propagation, for /metrics (no Redis round trip)."""
+
+    connected: bool
+    live_nodes: int
+    pending: int  # received and not yet applied, or made and not yet published
+    newest_applied: float | None  # `created` of the newest purge applied here (own or not)
+    received: dict[str, int]  # purges from other nodes applied here, by kind label

@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 
 from proxy.cluster.link import SOCKET_TIMEOUT_SECONDS, ClusterUnavailable, Link, redact, stop
 from proxy.cluster.membership import Membership
-from proxy.cluster.messages import Acks, NodeState, Published
+from proxy.cluster.messages import Acks, Gauges, NodeState, Published
 from proxy.cluster.publishing import Publisher, State
 from proxy.cluster.receiving import Receiver
 from proxy.config import ClusterConfig
@@ -105,6 +105,13 @@ class Cluster:
                 "known_nodes": sorted(view.known),
                 "unpublished": len(self._state.unpublished)}
 
+    def gauges(self) -> Gauges:
+        state = self._state
+        return Gauges(connected=self._link.connected, live_nodes=len(self._members.view.live),
+                      pending=len(state.retry) + len(state.unpublished),
+                      newest_applied=max(state.applied.values(), default=None),
+                      received=dict(state.received))
+
     # -- publishing and answering (publishing.py, membership.py) ---------------------------
 
     async def publish(self, ban: Ban) -> Published:
@@ -122,6 +129,11 @@ class Cluster:
     async def live_nodes(self) -> frozenset[str]:
         """Nodes with a current heartbeat (this one included once it has announced itself)."""
         return await self._members.live_nodes()
+
+    async def members(self) -> list[tuple[str, float, bool]]:
+        """Every known node with its last heartbeat and whether it is live (the console).
+        Raises ClusterUnavailable."""
+        return await self._members.members()
 
     async def wait_for_acks(self, purge_id: str, timeout_seconds: float) -> Acks:
         """Until every live node has applied `purge_id`, or the timeout. Raises

@@ -36,6 +36,7 @@ class State:
     retry: dict[str, Purge] = field(default_factory=dict)  # received, store failed
     unpublished: list[Purge] = field(default_factory=list)  # made while Redis was down
     waiters: dict[str, asyncio.Event] = field(default_factory=dict)
+    received: dict[str, int] = field(default_factory=dict)  # kind label -> count
 
 
 class Publisher:

@@ -17,6 +17,7 @@ from proxy.cluster.link import Link
 from proxy.cluster.messages import Purge
 from proxy.cluster.publishing import Publisher, State
 from proxy.errors import StoreError
+from proxy.metrics import purge_kind_label
 from proxy.store.index import Store
 
 log = logging.getLogger("proxy.cluster")
@@ -93,6 +94,8 @@ class Receiver:
             return False
         self.state.retry.pop(purge.id, None)
         self.state.applied[purge.id] = purge.created
+        kind = purge_kind_label(purge.kind, purge.value)
+        self.state.received[kind] = self.state.received.get(kind, 0) + 1
         log.info("cluster: applied purge %s from %s: %s %r%s", purge.id, purge.origin_node,
                  purge.kind.value, purge.value, " (soft)" if purge.soft else "")
         return True

@@ -14,15 +14,17 @@ from aiohttp import HttpVersion11, web
 from multidict import CIMultiDict
 
 from proxy import deliver
-from proxy.exchange import SESSION_GRANTED_KEY, Exchange, record_status
+from proxy.exchange import SESSION_GRANTED_KEY, TARGET_KEY, Exchange, record_status
 from proxy.lifecycle import steps
 from proxy.lifecycle.admit import fields as request_fields
 from proxy.lifecycle.authorize import authorize, granted
 from proxy.lifecycle.context import Context
+from proxy.lifecycle.fill import resume_from_origin
 from proxy.lifecycle.streams import streaming
 from proxy.origin import OriginResponse
 from proxy.policy import respond, session
-from proxy.policy.freshness import current_age
+from proxy.policy.cache_status import CacheOutcome, Forward, member
+from proxy.policy.freshness import StoredResponse, current_age
 from proxy.policy.headers import Headers
 from proxy.status import CacheStatus
 from proxy.store.fill import Fill
@@ -37,25 +39,51 @@ async def send(ctx: Context, ex: Exchange, step: steps.Terminal) -> web.StreamRe
     if not isinstance(step, steps.Filling):
         ex.held.hand_over()
     request = ex.request
+    varied = bool(ex.target.variant)  # the URL has stored variants: a miss is a vary-miss
     match step:
         case steps.Fresh(body=FrontEntry() as entry, age=age):
             return await memory(ctx, request, entry, age)
         case steps.Fresh(body=body, age=age, status=status) | steps.Stale(
                 body=body, age=age, status=status):
-            return await stored(ctx, request, body, age, status)
+            outcome = CacheOutcome(status, ttl=_ttl(ctx, body.key, body.meta, age))
+            return await stored(ctx, request, body, age, status, member=_member(ctx, outcome))
         case steps.Revalidated(body=body, age=age, client_only=client_only, status=status):
-            return await stored(ctx, request, body, age, status, client_only)
+            outcome = CacheOutcome(status, ttl=_ttl(ctx, body.key, body.meta, age))
+            return await stored(ctx, request, body, age, status, client_only,
+                                member=_member(ctx, outcome))
         case steps.Join(fill=fill, status=status):
-            return await from_fill(ctx, request, fill, status)
+            outcome = CacheOutcome(status, collapsed=True, vary_miss=varied,
+                                   ttl=_ttl(ctx, fill.key, fill.meta, None))
+            return await from_fill(ctx, request, fill, status, member=_member(ctx, outcome))
         case steps.Filling(fill=fill, status=status, client_only=client_only):
-            return await from_fill(ctx, request, fill, status, client_only)
-        case steps.Uncached(status=status, origin=origin):
+            outcome = CacheOutcome(status, vary_miss=varied, stored=True,
+                                   fwd_status=fill.meta.status,
+                                   ttl=_ttl(ctx, fill.key, fill.meta, None))
+            return await from_fill(ctx, request, fill, status, client_only,
+                                   member=_member(ctx, outcome))
+        case steps.Uncached(status=status, origin=origin, bypass=bypass):
             assert origin is not None, "the driver fetches before it answers"
+            forward = None if request.method in ("GET", "HEAD") else Forward.METHOD
+            if forward is None and bypass:
+                forward = Forward.BYPASS
+            outcome = CacheOutcome(status, vary_miss=varied, fwd_status=origin.status,
+                                   forward=forward)
             try:
-                return await relay(ctx, request, origin, status)
+                return await relay(ctx, request, origin, status, _member(ctx, outcome))
             finally:
                 origin.release()
     raise AssertionError(f"not a terminal step: {step!r}")
+
+
+def _member(ctx: Context, outcome: CacheOutcome) -> str | None:
+    """Our Cache-Status member (RFC 9211), from the same outcome as X-Cache and the log."""
+    return member(ctx.via, outcome) if ctx.config.server.cache_status else None
+
+
+def _ttl(ctx: Context, key: str, meta: StoredResponse, age: float | None) -> float:
+    """Freshness left (negative: stale), as this cache judges it for `key`."""
+    known = ctx.facts(key, meta)
+    return known.lifetime_seconds - (known.age(ctx.clock()) if age is None else age)
 
 
 def purged(request: web.BaseRequest, response: web.Response) -> web.Response:
@@ -73,16 +101,22 @@ async def memory(ctx: Context, request: web.BaseRequest, entry: FrontEntry, age:
     if request.method == "GET" and not any(name in headers for name in PLAN_FIELDS) and (
             SESSION_GRANTED_KEY not in request):
         request[deliver.BYTES_KEY] = len(entry.body)
+        status_member = _member(ctx, CacheOutcome(CacheStatus.HIT, ttl=(
+            entry.facts.lifetime_seconds - age)))
         if entry.wire_head is not None and request.version == HttpVersion11 and (
                 request.keep_alive):
-            age_line = b"Age: %d\r\n\r\n" % max(0, math.floor(age))
-            return deliver.WireResponse(entry.meta.status,
-                                        (entry.wire_head, age_line, entry.body))
-        return web.Response(status=entry.meta.status, headers=CIMultiDict(
-            (*entry.hit_headers, ("Age", str(max(0, math.floor(age)))))), body=entry.body)
+            tail = b"Age: %d\r\n\r\n" % max(0, math.floor(age))
+            if status_member is not None:  # ASCII by construction (sf-token or sf-string)
+                tail = b"Cache-Status: " + status_member.encode() + b"\r\n" + tail
+            return deliver.WireResponse(entry.meta.status, (entry.wire_head, tail, entry.body))
+        fields = CIMultiDict((*entry.hit_headers, ("Age", str(max(0, math.floor(age))))))
+        if status_member is not None:
+            fields.add("Cache-Status", status_member)
+        return web.Response(status=entry.meta.status, headers=fields, body=entry.body)
     plan = respond.plan(request.method, headers.items(), entry.meta.status,
                         entry.meta.headers, len(entry.body), age)
-    out = client_headers(ctx, request, plan.headers, CacheStatus.HIT)
+    out = client_headers(ctx, request, plan.headers, CacheStatus.HIT, _member(ctx, CacheOutcome(
+        CacheStatus.HIT, ttl=entry.facts.lifetime_seconds - age)))
     if not plan.send_body:
         if plan.content_length is not None and plan.status not in (304,):
             out["Content-Length"] = str(plan.content_length)
@@ -94,20 +128,22 @@ async def memory(ctx: Context, request: web.BaseRequest, entry: FrontEntry, age:
 
 
 async def stored(ctx: Context, request: web.BaseRequest, cached: CachedBody, age: float,
-                 status: CacheStatus, client_only: Headers = ()) -> web.StreamResponse:
+                 status: CacheStatus, client_only: Headers = (), *, member: str | None = None
+                 ) -> web.StreamResponse:
     """A stored body by sendfile from the fd opened at lookup."""
     fields = (*cached.meta.headers, *client_only) if client_only else cached.meta.headers
     await authorize(ctx, request, fields)
     record_status(request, status)
     plan = respond.plan(request.method, request_fields(request), cached.meta.status, fields,
                         cached.size, age)
-    out = client_headers(ctx, request, plan.headers, status)
+    out = client_headers(ctx, request, plan.headers, status, member)
     with streaming(ctx, request, cached.key, cached.meta, granted(ctx, request)):
         return await deliver.send_file(request, plan, cached.file, out)
 
 
 async def from_fill(ctx: Context, request: web.BaseRequest, fill: Fill, status: CacheStatus,
-                    client_only: Headers = ()) -> web.StreamResponse:
+                    client_only: Headers = (), *, member: str | None = None
+                    ) -> web.StreamResponse:
     """A body as it arrives from the origin (this request's fill, or one it joined)."""
     fields = (*fill.meta.headers, *client_only) if client_only else fill.meta.headers
     # Counted as a reader while the callout may be asked, so the fill is not abandoned as
@@ -123,13 +159,15 @@ async def from_fill(ctx: Context, request: web.BaseRequest, fill: Fill, status: 
     age = current_age(fill.meta, ctx.clock()) if status is CacheStatus.HIT else None
     plan = respond.plan(request.method, request_fields(request), fill.meta.status, fields,
                         fill.expected, age)
-    out = client_headers(ctx, request, plan.headers, status)
+    out = client_headers(ctx, request, plan.headers, status, member)
     with streaming(ctx, request, fill.key, fill.meta, granted(ctx, request)):
-        return await deliver.send_fill(request, plan, fill, out)
+        resume = None if isinstance(fill, Fill) else resume_from_origin(
+            ctx, request, request[TARGET_KEY], fill)
+        return await deliver.send_fill(request, plan, fill, out, resume)
 
 
 async def relay(ctx: Context, request: web.BaseRequest, origin: OriginResponse,
-                status: CacheStatus) -> web.StreamResponse:
+                status: CacheStatus, member: str | None = None) -> web.StreamResponse:
     """The origin's answer as it is; nothing stored."""
     await authorize(ctx, request, origin.headers)
     record_status(request, status)
@@ -142,13 +180,14 @@ async def relay(ctx: Context, request: web.BaseRequest, origin: OriginResponse,
         send_body=not head,
         content_length=origin.content_length,
     )
-    out = client_headers(ctx, request, plan.headers, status)
+    out = client_headers(ctx, request, plan.headers, status, member)
     return await deliver.relay(request, plan, origin, out)
 
 
 def client_headers(ctx: Context, request: web.BaseRequest, fields: Headers,
-                   status: CacheStatus) -> CIMultiDict[str]:
-    out = deliver.build_headers(tuple(fields), status, ctx.via, ctx.hidden)
+                   status: CacheStatus, member: str | None = None) -> CIMultiDict[str]:
+    out = deliver.build_headers(tuple(fields), status, ctx.via, ctx.hidden,
+                                x_cache=ctx.config.server.x_cache, cache_status=member)
     if SESSION_GRANTED_KEY in request:
         value = session.private_cache_control(out.getall("Cache-Control", []))
         out.popall("Cache-Control", None)

@@ -52,7 +52,7 @@ async def choose(ctx: Context, ex: Exchange, step: steps.Miss
         return steps.Uncached(step.status)
     store = ctx.store
     if store is None or key in ctx.pass_keys:
-        return steps.Uncached(CacheStatus.PASS)
+        return steps.Uncached(CacheStatus.PASS, bypass=True)
     pending = ctx.pending.get(claim_key)
     if pending is not None:
         result = await asyncio.shield(pending)

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from cachetools import TTLCache
 
@@ -203,6 +204,24 @@ class Context:
             raise
         self.metrics.origin_requests.labels("ok").inc()
         return response
+
+    async def purge_via_admin(self, body: dict[str, Any]) -> web.Response | None:
+        """Hand a purge to this node's admin listener, where the cluster connection lives,
+        so it reaches every node as `POST /purge` does; None when it cannot be reached (the
+        caller then applies it here only)."""
+        host, _, port = self.config.server.admin_listen.rpartition(":")
+        host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "[::]": "[::1]"}.get(host, host)
+        timeout = aiohttp.ClientTimeout(total=self.config.cluster.wait_timeout_seconds + 5.0)
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as http, http.post(
+                    f"http://{host}:{port}/purge", json=body,
+                    headers={"Authorization": f"Bearer {self.config.admin.token}"}) as answer:
+                return web.Response(status=answer.status, body=await answer.read(),
+                                    content_type="application/json")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("purge %s: admin listener not reached (%s): applying it here only",
+                        body, exc.__class__.__name__)
+            return None
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run `work` in the background, cancelled by `close`."""

@@ -13,15 +13,21 @@ import contextlib
 import dataclasses
 import logging
 import time
+from collections.abc import AsyncIterator
 
+from aiohttp import web
+
+from proxy import deliver
 from proxy.errors import OriginError, StoreError
+from proxy.lifecycle.admit import forward_headers
 from proxy.lifecycle.context import Context
 from proxy.origin import OriginResponse
-from proxy.policy import cachekey
+from proxy.policy import cachekey, digest
 from proxy.policy.bans import response_tags
 from proxy.policy.freshness import StoredResponse
+from proxy.policy.headers import get
 from proxy.store.claims import Claim
-from proxy.store.fill import Fill, FillOutcome
+from proxy.store.fill import Fill, FillOutcome, FillView
 from proxy.store.index import meta_dict
 
 log = logging.getLogger("proxy.handler")
@@ -62,10 +68,16 @@ def start(ctx: Context, fill: Fill, origin: OriginResponse) -> None:
 
 
 async def run(ctx: Context, fill: Fill, origin: OriginResponse) -> None:
-    """Origin body -> temp file -> verify -> commit. Runs to the end even if every client
-    leaves (unless abandoned)."""
+    """Origin body -> temp file -> verify (the file, and the origin's digest) -> commit.
+    Runs to the end even if every client leaves (unless abandoned)."""
     store = ctx.store
     assert store is not None
+    check = digest.expected("GET", origin.status, origin.headers)
+    if isinstance(check, digest.Unsupported):
+        log.info("fill of %s: %s; stored unchecked", fill.key, check.reason)
+    elif isinstance(check, digest.Expected):
+        fill.extra_digests = {name: digest.hasher(name) for name in check.algorithms
+                              if name != "sha-256"}
     outcome = FillOutcome.COMMITTED
     whole = False  # the body may reach its readers whole (see Fill.settle)
     abandon_after = ctx.config.cache.fill_abandon_bytes
@@ -100,9 +112,19 @@ async def run(ctx: Context, fill: Fill, origin: OriginResponse) -> None:
             outcome = FillOutcome.MISMATCH
             ctx.metrics.store_errors.labels("fill_verify").inc()
             log.error("fill of %s failed its identity check: not committed", fill.key)
+        elif isinstance(check, digest.Expected) and not check.matches(fill.digests()):
+            # RFC 9530: not the representation the origin described. Its readers, still
+            # short of the last byte, are cut short as for a truncated body.
+            outcome = FillOutcome.DIGEST_MISMATCH
+            log.error("fill of %s does not match the origin's digest: not committed", fill.key)
         else:
             whole = True
             meta = dataclasses.replace(fill.meta, body_size=fill.received)
+            if get(meta.headers, "repr-digest") is None:
+                # Every answer from the cache says what it is (RFC 9530), so a CDN or a
+                # client can check it; the fill read every byte anyway.
+                meta = dataclasses.replace(meta, headers=(
+                    *meta.headers, ("Repr-Digest", digest.repr_digest(fill.digests()["sha-256"]))))
             committed = await asyncio.to_thread(store.commit, fill.key, fill.temp_path, meta,
                                                 response_tags(meta.headers), fill.vary_record)
             ctx.forget(fill.key)
@@ -135,7 +157,8 @@ async def run(ctx: Context, fill: Fill, origin: OriginResponse) -> None:
         if fill.claim is not None:
             with contextlib.suppress(OSError):
                 fill.claim.publish({"done": True, "ok": committed_ok,
-                                    "verified": outcome is not FillOutcome.MISMATCH,
+                                    "verified": outcome not in (FillOutcome.MISMATCH,
+                                                             FillOutcome.DIGEST_MISMATCH),
                                     "size": fill.received})
             fill.claim.release()
         if ctx.fills.get(fill.key) is fill:
@@ -144,12 +167,46 @@ async def run(ctx: Context, fill: Fill, origin: OriginResponse) -> None:
         ctx.metrics.fills.labels(outcome.value).inc()
 
 
+def resume_from_origin(ctx: Context, request: web.BaseRequest, target: cachekey.Target,
+                       fill: FillView) -> deliver.Resume:
+    """For a reader of another process's fill whose disk failed: the rest of the body from
+    the origin, as a range of the same representation (`If-Range` on its strong validator),
+    so every client of a fill gets the whole response in every worker. Anything else (no
+    strong validator, no 206 for exactly that range, the origin failing) cuts the response
+    short, as a broken fill does."""
+    async def rest(offset: int, end: int | None) -> AsyncIterator[bytes]:
+        etag = get(fill.meta.headers, "etag")
+        validator = etag if etag is not None and not etag.startswith("W/") else get(
+            fill.meta.headers, "last-modified")
+        if validator is None:
+            raise deliver.Truncated("no strong validator to resume with")
+        fields = [*forward_headers(ctx, request, for_fill=True),
+                  ("Range", f"bytes={offset}-{'' if end is None else end - 1}"),
+                  ("If-Range", validator)]
+        try:
+            origin = await ctx.origin_request("GET", target, fields)
+        except OriginError as exc:
+            raise deliver.Truncated(f"resume failed: {exc.message}") from exc
+        try:
+            content_range = get(origin.headers, "content-range") or ""
+            if origin.status != 206 or not content_range.startswith(f"bytes {offset}-"):
+                raise deliver.Truncated("the origin did not resume the same representation")
+            async for chunk in origin.iter_chunks():
+                yield chunk
+        except OriginError as exc:
+            raise deliver.Truncated(f"resume broke: {exc.message}") from exc
+        finally:
+            origin.close()
+    return rest
+
+
 def _spilled(ctx: Context, fill: Fill) -> None:
     """The temp file failed mid-fill (disk full, I/O error, read-only): keep serving the
     clients attached from memory, commit nothing, tell followers elsewhere to pass."""
     ctx.metrics.store_errors.labels("fill").inc()
     log.warning("fill of %s cannot be written (%s): relaying it uncached", fill.key,
                 fill.spill_error)
+    fill.mark_spilled()
     if fill.claim is not None:
         with contextlib.suppress(OSError):
             fill.claim.publish({"spilled": True, "key": fill.key})

@@ -102,7 +102,8 @@ def remember(ctx: Context, cached: CachedBody) -> FrontEntry | None:
     # adds the current one per request.
     plan = respond.plan("GET", (), cached.meta.status, cached.meta.headers, cached.size, 0)
     hit_headers = tuple((k, v) for k, v in deliver.build_headers(
-        plan.headers, CacheStatus.HIT, ctx.via, ctx.hidden).items() if k.lower() != "age")
+        plan.headers, CacheStatus.HIT, ctx.via, ctx.hidden,
+        x_cache=ctx.config.server.x_cache).items() if k.lower() != "age")
     wire = None
     # Without Date aiohttp adds one per response; 204 and 304 have no Content-Length.
     if get(hit_headers, "date") is not None and plan.status not in (204, 304):

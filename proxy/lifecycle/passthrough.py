@@ -13,7 +13,7 @@ from proxy.lifecycle.admit import forward_headers
 from proxy.lifecycle.authorize import authorize
 from proxy.lifecycle.context import Context
 from proxy.origin import OriginResponse
-from proxy.policy import cachekey, decide
+from proxy.policy import cachekey, decide, groups
 from proxy.policy.access import Access
 from proxy.policy.bans import BanKind
 from proxy.status import CacheStatus
@@ -47,7 +47,7 @@ async def fetch(ctx: Context, ex: Exchange, step: steps.Uncached) -> steps.Uncac
     request = ex.request
     origin = await ctx.origin_request(request.method, ex.target,
                                       forward_headers(ctx, request, for_fill=False))
-    return steps.Uncached(step.status, origin)
+    return steps.Uncached(step.status, origin, step.bypass)
 
 
 async def _invalidate(ctx: Context, ex: Exchange, origin: OriginResponse) -> None:
@@ -62,4 +62,14 @@ async def _invalidate(ctx: Context, ex: Exchange, origin: OriginResponse) -> Non
             continue
         ctx.forget(normal.key)
         await ctx.store_call("invalidate", ctx.store.add_ban, BanKind.EXACT, normal.key,
+                             soft=False, now=ctx.clock())
+    # RFC 9875 §3: the groups the origin names in Cache-Group-Invalidation on its answer to an
+    # unsafe request are invalidated, on every node (safe methods' answers are ignored).
+    names = groups.invalidated_groups(ex.request.method, origin.status, origin.headers)
+    for name in names:
+        if ctx.config.cluster.redis_url and ctx.config.admin.token:
+            handed = await ctx.purge_via_admin({"group": name})
+            if handed is not None and handed.status == 200:
+                continue
+        await ctx.store_call("invalidate", ctx.store.add_ban, BanKind.TAG, groups.tag(name),
                              soft=False, now=ctx.clock())

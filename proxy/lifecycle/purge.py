@@ -6,9 +6,6 @@ Rule: never a cache step: it answers with the purge's JSON (recorded as PASS by 
 
 from __future__ import annotations
 
-import logging
-
-import aiohttp
 from aiohttp import web
 
 from proxy.admin import apply_purge, authorized, ban_json, node_name
@@ -17,8 +14,6 @@ from proxy.exchange import KEY_KEY
 from proxy.lifecycle.context import Context
 from proxy.policy import forward, tokens
 from proxy.policy.bans import BanKind
-
-log = logging.getLogger("proxy.handler")
 
 _YES = ("1", "true", "yes")
 
@@ -40,7 +35,7 @@ async def handle(ctx: Context, request: web.BaseRequest) -> web.Response:
     if ctx.config.cluster.redis_url and ctx.config.admin.token:
         # The cluster connection lives with the admin listener: hand the purge to it, so it
         # reaches every node exactly as `POST /purge {"url": ...}` does.
-        forwarded = await _via_admin(ctx, target.key, soft, wait)
+        forwarded = await ctx.purge_via_admin({"url": target.key, "soft": soft, "wait": wait})
         if forwarded is not None:
             return forwarded
     ban = await apply_purge(ctx.store, BanKind.EXACT, target.key, soft, ctx.clock)
@@ -48,20 +43,3 @@ async def handle(ctx: Context, request: web.BaseRequest) -> web.Response:
     if ctx.config.cluster.redis_url:
         answer["published"] = False  # applied here only: the admin listener was not reached
     return web.json_response(answer)
-
-
-async def _via_admin(ctx: Context, key: str, soft: bool, wait: bool) -> web.Response | None:
-    host, _, port = ctx.config.server.admin_listen.rpartition(":")
-    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "[::]": "[::1]"}.get(host, host)
-    timeout = aiohttp.ClientTimeout(total=ctx.config.cluster.wait_timeout_seconds + 5.0)
-    try:
-        async with aiohttp.ClientSession(timeout=timeout) as http, http.post(
-                f"http://{host}:{port}/purge", json={"url": key, "soft": soft, "wait": wait},
-                headers={"Authorization": f"Bearer {ctx.config.admin.token}"}) as answer:
-            body = await answer.read()
-            return web.Response(status=answer.status, body=body,
-                                content_type="application/json")
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        log.warning("PURGE %s: admin listener not reached (%s): applying it here only",
-                    key, exc.__class__.__name__)
-        return None

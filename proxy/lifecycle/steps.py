@@ -127,6 +127,7 @@ class Uncached:
 
     status: CacheStatus
     origin: Any = None
+    bypass: bool = False  # the cache was not consulted (hit-for-pass, no usable store)
 
 
 def generation(key: str, ban_id: int) -> str:

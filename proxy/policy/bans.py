@@ -11,6 +11,8 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from proxy.policy import groups
+
 
 class BanKind(enum.Enum):
     PREFIX = "prefix"  # every key starting with value ("" = everything)
@@ -92,5 +94,8 @@ TAG_HEADERS = ("surrogate-key", "cache-tag")
 
 
 def response_tags(headers: Iterable[tuple[str, str]]) -> tuple[str, ...]:
-    """The purge tags an origin attached (Surrogate-Key / Cache-Tag)."""
-    return parse_tags(v for k, v in headers if k.lower() in TAG_HEADERS)
+    """The purge tags an origin attached: Surrogate-Key / Cache-Tag, then its Cache-Groups
+    (RFC 9875) as `groups.tag` values, which no Surrogate-Key tag can equal."""
+    fields = list(headers)
+    tags = parse_tags(v for k, v in fields if k.lower() in TAG_HEADERS)
+    return tags + groups.group_tags(fields)

@@ -32,10 +32,12 @@ class Precondition(enum.Enum):
 class Validators:
     etag: ETag | None
     last_modified: float | None
+    date: float | None = None  # the stored Date: If-Modified-Since's fallback, nothing else
 
     @classmethod
     def from_headers(cls, headers: Headers) -> Validators:
-        return cls(parse_etag(get(headers, "etag")), parse_http_date(get(headers, "last-modified")))
+        return cls(parse_etag(get(headers, "etag")), parse_http_date(get(headers, "last-modified")),
+                   parse_http_date(get(headers, "date")))
 
 
 def evaluate(method: str, request: Headers, stored: Validators) -> Precondition:
@@ -68,7 +70,10 @@ def evaluate(method: str, request: Headers, stored: Validators) -> Precondition:
         return Precondition.PROCEED
     if safe:
         since = parse_http_date(get(request, "if-modified-since"))
-        # RFC 9110 §13.1.3: only with a valid date and a stored Last-Modified.
-        if since is not None and stored.last_modified is not None and stored.last_modified <= since:
+        # RFC 9110 §13.1.3: only with a valid date. RFC 9111 §4.3.2: a cache compares it with
+        # the stored Last-Modified, or, when there is none, the stored Date. (If-Unmodified-
+        # Since and If-Range keep to Last-Modified: a Date is no validator of the content.)
+        modified = stored.last_modified if stored.last_modified is not None else stored.date
+        if since is not None and modified is not None and modified <= since:
             return Precondition.NOT_MODIFIED
     return Precondition.PROCEED

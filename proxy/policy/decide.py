@@ -40,12 +40,15 @@ class Serve:
 
 @dataclass(frozen=True, slots=True)
 class Revalidate:
-    pass
+    """Ask the origin holding the stored copy: conditionally when it has validators (a 304
+    refreshes it), and as the stand-in should the origin fail (RFC 5861 §4). Without
+    validators the request is unconditional and only the stand-in role remains."""
 
 
 @dataclass(frozen=True, slots=True)
 class Fetch:
-    pass
+    """Ask the origin as if nothing were stored: the copy can neither be revalidated nor
+    stand in for an error."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,35 +123,46 @@ def on_request(
 def on_request_facts(known: Facts, request: Headers, now: float) -> RequestDecision:
     age = known.age(now)
     fresh_for = known.lifetime_seconds - age
-    validator = known.validator
     if known.must_revalidate_always:
-        return Revalidate() if validator else Fetch()
+        return _ask(known, request, now)
     if known.recheck_seconds is not None and now - known.response_time > known.recheck_seconds:
         # Access to a protected object is re-confirmed with the origin even while fresh, so a
         # revocation there takes effect within this time without a purge.
-        return Revalidate() if validator else Fetch()
+        return _ask(known, request, now)
     if get(request, "cache-control") is None:
-        return Serve(age) if fresh_for > 0 else _when_stale(known, age)
+        return Serve(age) if fresh_for > 0 else _when_stale(known, request, now)
     request_cc = cache_control(request)  # Pragma is deliberately ignored (RFC 9111 §5.4)
     if request_cc.no_cache:
-        return Revalidate() if validator else Fetch()  # RFC 9111 §5.2.1.4
+        return _ask(known, request, now)  # RFC 9111 §5.2.1.4
     request_max_age = request_cc.seconds("max-age")
     if request_max_age is not None and age > request_max_age:
-        return Revalidate() if validator else Fetch()  # RFC 9111 §5.2.1.1
+        return _ask(known, request, now)  # RFC 9111 §5.2.1.1
     min_fresh = request_cc.seconds("min-fresh")
     if min_fresh is not None and fresh_for < min_fresh:
-        return Revalidate() if validator else Fetch()  # RFC 9111 §5.2.1.3
+        return _ask(known, request, now)  # RFC 9111 §5.2.1.3
     if fresh_for > 0:
         return Serve(age)
-    return _when_stale(known, age, request_cc.no_cache)
+    return _when_stale(known, request, now, request_cc.no_cache)
 
 
-def _when_stale(known: Facts, age: float, request_no_cache: bool = False) -> RequestDecision:
+def _when_stale(known: Facts, request: Headers, now: float, request_no_cache: bool = False
+                ) -> RequestDecision:
+    age = known.age(now)
     window = known.stale_while_revalidate_seconds
     if (window > 0 and known.validator and not known.no_stale and not request_no_cache
             and age - known.lifetime_seconds <= window):
         return ServeStale(age)  # RFC 5861 §3
-    return Revalidate() if known.validator else Fetch()
+    return _ask(known, request, now)
+
+
+def _ask(known: Facts, request: Headers, now: float) -> Revalidate | Fetch:
+    """The stored copy may not be used as it is: ask the origin, holding on to the copy when
+    it has validators (a 304 refreshes it) or when it may stand in should the origin fail
+    (RFC 5861 §4: stale-if-error, or the configured grace, needs no validator); else fetch
+    as if nothing were stored."""
+    if known.validator or usable_on_error(known, request, now):
+        return Revalidate()
+    return Fetch()
 
 
 def usable_on_error(known: Facts, request: Headers, now: float) -> bool:
@@ -217,7 +231,9 @@ def storable(
 ) -> bool:
     """May a shared cache store this response (RFC 9111 §3)? Also refuses what we choose not
     to keep: a response that sets a cookie (it is never given to another client) and one
-    with neither freshness nor a validator (it could never be reused)."""
+    with no validator that is not fresh on arrival (it could never be reused). Its age on
+    arrival is known here only from its Age and Date (the request time is taken as the
+    response time): a lower bound, so nothing fresh is ever refused."""
     # RFC 9111 §3: any final status may be stored, except 206 (we keep whole bodies only) and
     # 304; with must-understand, only statuses we understand, and no-store is then overridden.
     if method != "GET" or not 200 <= status <= 599 or status in (206, 304):
@@ -242,12 +258,16 @@ def storable(
     vary = get_joined(response, "vary")
     if vary is not None and any(v.strip() == "*" for v in vary.split(",")):
         return False  # RFC 9111 §4.1: Vary: * never matches
-    if lifetime_override is not None:
-        return lifetime_override > 0 or has_validator(response)  # configured: the rule rules
+    # Stale on arrival (its Age, or its Date behind ours, is past its lifetime) and without a
+    # validator: it could never be reused, not even revalidated, so it is not stored.
+    arrival_age = current_age(
+        StoredResponse(status, tuple(response), response_time, response_time, 0), response_time)
+    if lifetime_override is not None:  # configured: the rule rules
+        return lifetime_override > arrival_age or has_validator(response)
     explicit = explicit_lifetime(response, response_time)
     if explicit is None and status not in HEURISTIC_STATUSES and not response_cc.public:
         return False
-    fresh = lifetime(status, response, response_time) > 0
+    fresh = lifetime(status, response, response_time) > arrival_age
     return fresh or has_validator(response)
 
 

@@ -17,7 +17,11 @@ from proxy.policy.headers import Headers, get
 # Content-Range only when we build a 206/416 ourselves).
 _FRAMING = frozenset({"content-length", "transfer-encoding"})
 # RFC 9110 §15.4.5: a 304 describes no body, so body framing and encoding are left out.
-_NOT_IN_304 = _FRAMING | {"content-encoding", "content-type", "content-language"}
+_NOT_IN_304 = _FRAMING | {"content-encoding", "content-type", "content-language",
+                          "content-digest"}
+# RFC 9530 §2: Content-Digest is over the content sent, so it is wrong for a 206 we cut from
+# the stored 200 (Repr-Digest, over the whole representation, stays right and is kept).
+_NOT_IN_206 = frozenset({"content-range", "content-digest"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +72,7 @@ def plan(
         validators.etag, validators.last_modified,
     )
     if not isinstance(decision, ranges.Full):
-        base = [(k, v) for k, v in base if k.lower() != "content-range"]
+        base = [(k, v) for k, v in base if k.lower() not in _NOT_IN_206]
     match decision:
         case ranges.Partial():
             partial = (*base, ("Content-Range", decision.content_range(size)))

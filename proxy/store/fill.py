@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import enum
 import fcntl
 import hashlib
 import io
 import os
+import stat
 from typing import Protocol
 
 from proxy.errors import StoreError
@@ -37,6 +39,7 @@ class FillOutcome(enum.Enum):
     PURGED = "purged"  # a purge issued after the fetch covers it
     ABANDONED = "abandoned"  # every client left with much still to come
     MISMATCH = "mismatch"  # the temp file was not the file, size or bytes it wrote
+    DIGEST_MISMATCH = "digest_mismatch"  # the body does not match the origin's Repr-Digest
     NO_ROOM = "no_room"  # larger than the budget can hold: relayed uncached
 
 
@@ -44,6 +47,9 @@ class FillState(enum.Enum):
     RUNNING = "running"
     COMPLETE = "complete"
     FAILED = "failed"
+    # Another process's fill whose disk write failed: its file ends here, the filler relays
+    # the rest to its own readers from memory; ours must get the rest elsewhere.
+    SPILLED = "spilled"
 
 
 class FillView(Protocol):
@@ -97,6 +103,8 @@ class Fill:
         # Of every byte written to the temp file, in order: `verify` checks the file against
         # it before the commit adopts the file.
         self._digest = hashlib.sha256()
+        # More digests the origin promised (RFC 9530: sha-512), by algorithm name.
+        self.extra_digests: dict[str, hashlib._Hash] = {}
         try:
             # Owner-only: cached bodies may be protected items (the cache dir is 0700 too).
             self._fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -160,6 +168,8 @@ class Fill:
                 while view:
                     n = os.write(self._fd, view)
                     self._digest.update(view[:n])
+                    for extra in self.extra_digests.values():
+                        extra.update(view[:n])
                     view = view[n:]
                     self.disk_bytes += n
             except OSError as exc:
@@ -172,6 +182,13 @@ class Fill:
         at_end = self.expected is not None and self.received >= self.expected
         self.written = self.received - 1 if at_end and self.received else self.received
         self._wake()
+
+    def mark_spilled(self) -> None:
+        """Tell readers in other processes that this file will not grow any more. On a full
+        disk no notice can be written, so the signal costs no space: the file's mode loses its
+        write bit."""
+        with contextlib.suppress(OSError):
+            os.fchmod(self._read_fd, 0o400)
 
     def read_spilled(self, offset: int, limit: int) -> bytes:
         """Bytes from `offset` (past the disk part) up to `limit`, from the memory window."""
@@ -224,6 +241,11 @@ class Fill:
         else:
             self.state = FillState.FAILED
         self._wake()
+
+    def digests(self) -> dict[str, bytes]:
+        """Digests of every byte written so far: `sha-256`, and any extra ones asked for."""
+        return {"sha-256": self._digest.digest(),
+                **{name: h.digest() for name, h in self.extra_digests.items()}}
 
     def verify(self) -> bool:
         """Is the file at `temp_path` exactly the body this fill wrote: the same file (inode)
@@ -308,7 +330,8 @@ class RemoteFill:
 
     async def wait_beyond(self, offset: int) -> None:
         while self.state is FillState.RUNNING:
-            size = os.fstat(self._handle.fileno()).st_size
+            status = os.fstat(self._handle.fileno())
+            size = status.st_size
             # As for a local fill, the last byte waits until the filler has settled (released
             # its claim after verifying and committing).
             self.written = size if self.expected is None else min(size, self.expected - 1)
@@ -318,6 +341,11 @@ class RemoteFill:
                 # The filler is done (or dead): what is in the file now is all there will be.
                 self.written = os.fstat(self._handle.fileno()).st_size
                 self.state = FillState.COMPLETE if self._complete() else FillState.FAILED
+                return
+            if not status.st_mode & stat.S_IWUSR:
+                # The filler's disk failed (see Fill.mark_spilled): the file will not grow.
+                self.written = os.fstat(self._handle.fileno()).st_size
+                self.state = FillState.SPILLED
                 return
             await asyncio.sleep(self.poll_seconds)
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from proxy.errors import StoreError
 from proxy.policy import vary
+from proxy.policy.bans import Ban, BanKind
 from proxy.policy.freshness import Heuristic, StoredResponse, current_age, lifetime
 from proxy.policy.headers import get
 from proxy.store.index import Store, decode_meta
@@ -104,3 +105,45 @@ def entry(store: Store, url_key: str, heuristic: Heuristic,
     fills = [f for f in store.claims.running_fills() if vary.base_key(str(f.get("key", "")))
              == url_key]
     return {"url": url_key, "variants": variants, "fills_in_progress": len(fills)}
+
+
+def covers(store: Store, kind: BanKind, value: str) -> tuple[int, int]:
+    """How many entries (every Vary variant counts) and body bytes a purge of `kind` `value`
+    would take from this node now: the preview before a purge is confirmed."""
+    if kind is BanKind.TAG:
+        sql = ("SELECT COUNT(*), COALESCE(SUM(c.size), 0) FROM MediaTags t JOIN Cache c"
+               " ON c.key = t.key AND c.raw = 1 WHERE t.tag = ?")
+        args: tuple[Any, ...] = (value,)
+    elif kind is BanKind.EXACT:
+        sql = ("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM Cache WHERE raw = 1 AND"
+               " (key = ? OR (key > ? AND key < ?))")
+        args = (value, value + vary.SEP, value + vary.SEP + _PREFIX_END)
+    else:  # a range scan on the key index, as the sweep does
+        sql = ("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM Cache WHERE raw = 1 AND key >= ?"
+               " AND key < ?")
+        args = (value, value + _PREFIX_END)
+    count, size = _rows(store, sql, args)[0]
+    return int(count), int(size)
+
+
+def ban_left(store: Store, ban: Ban) -> int | None:
+    """Entries the ban's sweep has still to delete (or, soft, to mark stale) on this node;
+    None once the ban is retired (swept, and no fill that predates it still running)."""
+    if all(b.id != ban.id for b in store.bans().all):
+        return None
+    if ban.kind is BanKind.TAG:
+        sql = ("SELECT COUNT(*) FROM MediaTags t JOIN Cache c ON c.key = t.key AND c.raw = 1"
+               " WHERE t.tag = ? AND c.store_time <= ?")
+        args: tuple[Any, ...] = (ban.value, ban.created)
+    elif ban.kind is BanKind.EXACT:
+        sql = ("SELECT COUNT(*) FROM Cache c WHERE (c.key = ? OR (c.key > ? AND c.key < ?))"
+               " AND c.raw = 1 AND c.store_time <= ?")
+        args = (ban.value, ban.value + vary.SEP, ban.value + vary.SEP + _PREFIX_END,
+                ban.created)
+    else:
+        sql = ("SELECT COUNT(*) FROM Cache c WHERE c.key >= ? AND c.key < ? AND c.raw = 1"
+               " AND c.store_time <= ?")
+        args = (ban.value, ban.value + _PREFIX_END, ban.created)
+    if ban.soft:  # as the sweep: rows already marked stale are done
+        sql += " AND CAST(c.value AS TEXT) NOT LIKE '%\"invalidated\":true%'"
+    return int(_rows(store, sql, args)[0][0])

@@ -94,14 +94,15 @@ def until(condition: Callable[[], bool], what: str, timeout: float = WAIT_SECOND
 
 
 def start_node(tmp_path: Path, origin: Running, redis: RedisServer, name: str,
-               workers: int = 1) -> Running:
+               workers: int = 1, cache_extra: str = "") -> Running:
     """A node named `name` with its own cache dir (tmp_path/name/cache), joined to `redis`."""
     directory = tmp_path / name
     directory.mkdir(exist_ok=True)
     extra = (f'[admin]\ntoken = "{ADMIN_TOKEN}"\nnode_name = "{name}"\n'
              f'[cluster]\nredis_url = "{redis.url}"\nheartbeat_seconds = 0.3\n'
              f"node_ttl_seconds = 1.5\nwait_timeout_seconds = 10\n")
-    return start_proxy(directory, origin.url, workers=workers, name=name, extra=extra)
+    return start_proxy(directory, origin.url, workers=workers, name=name, extra=extra,
+                       cache_extra=cache_extra)
 
 
 def admin_json(node: Running, path: str, body: Any = None) -> Any:

@@ -146,6 +146,7 @@ def test_the_demo_tour_prints_a_working_signed_url_and_real_programs() -> None:
         demo.print_tour(config, "http://127.0.0.1:8090", config.admin.token, None)
     text = buffer.getvalue()
     assert "sig=" in text and demo.PROTECTED_PATH in text
+    assert f"http://{config.server.admin_listen}/console/" in text
     assert ".venv/bin" not in text or (ROOT / ".venv/bin").exists()
     origin_cli = demo.program("mediaproxy-origin")
     assert Path(origin_cli).exists() or origin_cli == "mediaproxy-origin"

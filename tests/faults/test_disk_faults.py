@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import shutil
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from tests.conftest import sha256
 from tests.e2e.conftest import Running, start_proxy, stop
 from tests.e2e.test_workers import put
 from tests.faults.support import (
+    Answer,
     admin_json,
     body_problem,
     ext4_error_trigger,
@@ -334,3 +336,39 @@ def test_min_free_bytes_is_enforced_by_eviction(tmp_path: Path) -> None:
         store.close()
     finally:
         subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_disk_full_during_a_fill_followed_from_both_workers(
+        tmp_path: Path, origin_process: Running) -> None:
+    """The clients of a fill get the whole response in every worker: those in the filling
+    worker through its memory window, those following from the other worker by a range of the
+    same representation from the origin once the file stops short (it cannot grow: the disk
+    is full)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.e2e.test_collapsing import fault
+
+    cache = tmp_path / "cache"
+    why = mount_tmpfs(cache, "16m")
+    if why is not None:
+        pytest.skip(f"cannot mount a tmpfs on {cache} (needs root / CAP_SYS_ADMIN): {why}")
+    try:
+        body = (bytes(range(256)) * 160_000)[:40_000_000]
+        shas = publish(origin_process, {"/full/o40m.bin": body})
+        fault(origin_process, path_prefix="/full/", rate_bytes_per_second=20_000_000)
+        proxy = start_proxy(tmp_path, origin_process.url, workers=2,
+                            cache_extra=NO_MEMORY_TIER)
+        try:
+            def one(delay: float) -> Answer:
+                time.sleep(delay)
+                return http_get(proxy.url + "/full/o40m.bin")
+
+            with ThreadPoolExecutor(12) as pool:  # new connections: both workers get some
+                answers = list(pool.map(one, [0.1 * i for i in range(12)]))
+        finally:
+            stop(proxy.proc)
+        problems = [p for a in answers
+                    if (p := body_problem("/full/o40m.bin", a, shas["/full/o40m.bin"]))]
+        assert not problems, "\n".join(problems)
+    finally:
+        unmount(cache)

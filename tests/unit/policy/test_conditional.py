@@ -44,3 +44,35 @@ def test_without_stored_validators_dates_are_ignored() -> None:
     none = Validators(None, None)
     assert evaluate("GET", [("If-Modified-Since", LM_TEXT)], none) is Precondition.PROCEED
     assert evaluate("GET", [("If-Match", '"v1"')], none) is Precondition.FAILED
+
+
+LATER = "Tue, 14 Nov 2023 22:13:21 GMT"
+
+
+@pytest.mark.parametrize(
+    ("method", "stored", "headers", "expected"),
+    [
+        # RFC 9111 §4.3.2: no Last-Modified stored -> If-Modified-Since is compared with Date.
+        ("GET", [("Date", LM_TEXT)], [("If-Modified-Since", LM_TEXT)], Precondition.NOT_MODIFIED),
+        ("GET", [("Date", LM_TEXT)], [("If-Modified-Since", LATER)], Precondition.NOT_MODIFIED),
+        ("GET", [("Date", LM_TEXT)], [("If-Modified-Since", EARLIER)], Precondition.PROCEED),
+        # Last-Modified, when stored, is what counts, whatever the Date says.
+        ("GET", [("Date", LATER), ("Last-Modified", LM_TEXT)], [("If-Modified-Since", EARLIER)],
+         Precondition.PROCEED),
+        ("GET", [("Date", LATER), ("Last-Modified", EARLIER)], [("If-Modified-Since", EARLIER)],
+         Precondition.NOT_MODIFIED),
+        # Neither stored: nothing to compare with.
+        ("GET", [], [("If-Modified-Since", LM_TEXT)], Precondition.PROCEED),
+        ("GET", [("Date", "garbage")], [("If-Modified-Since", LM_TEXT)], Precondition.PROCEED),
+        # The Date is no validator for If-Unmodified-Since: ignored without Last-Modified.
+        ("GET", [("Date", LATER)], [("If-Unmodified-Since", EARLIER)], Precondition.PROCEED),
+        # Unsafe methods never get a 304 from a date.
+        ("POST", [("Date", LM_TEXT)], [("If-Modified-Since", LATER)], Precondition.PROCEED),
+    ],
+    ids=["date-equal", "date-before-ims", "date-after-ims", "lm-wins-newer", "lm-wins-older",
+         "none", "bad-date", "ius-ignores-date", "post"],
+)
+def test_if_modified_since_falls_back_to_the_stored_date(
+        method: str, stored: list[tuple[str, str]], headers: list[tuple[str, str]],
+        expected: Precondition) -> None:
+    assert evaluate(method, headers, Validators.from_headers(stored)) is expected

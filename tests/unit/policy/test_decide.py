@@ -159,3 +159,53 @@ def test_on_origin_table() -> None:
     # A request may ask for more grace than the response gives (RFC 5861 §4).
     assert isinstance(on_origin(None, plain, [("Cache-Control", "stale-if-error=1000")], now),
                       StaleOnError)
+
+
+@pytest.mark.parametrize(("fields", "req", "grace", "now", "expected"), [
+    # RFC 5861 §4: without a validator the stale copy is still held, to stand in on an error,
+    # when stale-if-error (the response's, the request's) or the configured grace allows it.
+    ([("Cache-Control", "max-age=60, stale-if-error=100")], [], 0.0, T + 100, Revalidate()),
+    ([("Cache-Control", "max-age=60")], [("Cache-Control", "stale-if-error=100")], 0.0,
+     T + 100, Revalidate()),
+    ([("Cache-Control", "max-age=60")], [], 3600.0, T + 100, Revalidate()),
+    # Past the allowance, or with nothing allowing it: fetched as if nothing were stored.
+    ([("Cache-Control", "max-age=60, stale-if-error=100")], [], 0.0, T + 161, Fetch()),
+    ([("Cache-Control", "max-age=60")], [], 0.0, T + 100, Fetch()),
+    # must-revalidate forbids any stale answer, grace or not.
+    ([("Cache-Control", "max-age=60, must-revalidate")], [], 3600.0, T + 100, Fetch()),
+    # A request that refuses the fresh copy (no-cache) still lets it stand in on an error.
+    ([("Cache-Control", "max-age=60")], [("Cache-Control", "no-cache")], 3600.0, T + 10,
+     Revalidate()),
+    # Fresh and usable: served whatever the grace.
+    ([("Cache-Control", "max-age=60")], [], 3600.0, T + 10, Serve(10)),
+])
+def test_a_copy_without_validators_is_held_for_stale_if_error(
+        fields: list[tuple[str, str]], req: list[tuple[str, str]], grace: float, now: float,
+        expected: object) -> None:
+    from proxy.policy.decide import facts, on_request_facts
+
+    assert on_request_facts(facts(stored(*fields), grace_seconds=grace), req, now) == expected
+
+
+AGO_100 = format_http_date(T - 100)
+
+
+@pytest.mark.parametrize(("response", "override", "expected"), [
+    # Stale on arrival by its Age, or by a Date behind ours, and no validator: not stored.
+    ([("Cache-Control", "max-age=60"), ("Age", "100")], None, False),
+    ([("Cache-Control", "max-age=60"), ("Date", AGO_100)], None, False),
+    ([("Expires", format_http_date(T - 10)), ("Date", format_http_date(T - 5))], None, False),
+    ([("Cache-Control", "max-age=60"), ("Age", "60")], None, False),  # exactly used up
+    # Still fresh on arrival, or revalidatable: stored.
+    ([("Cache-Control", "max-age=60"), ("Age", "59")], None, True),
+    ([("Cache-Control", "max-age=60"), ("Age", "100"), ("ETag", '"1"')], None, True),
+    ([("Cache-Control", "max-age=60"), ("Date", AGO_100),
+      ("Last-Modified", format_http_date(T - 1000))], None, True),
+    # A configured lifetime is counted from the same age.
+    ([("Age", "100")], 600.0, True),
+    ([("Age", "700")], 600.0, False),
+    ([("Age", "700"), ("ETag", '"1"')], 600.0, True),
+])
+def test_stale_on_arrival_without_validator_is_not_stored(
+        response: list[tuple[str, str]], override: float | None, expected: bool) -> None:
+    assert storable("GET", 200, [], response, T, lifetime_override=override) is expected

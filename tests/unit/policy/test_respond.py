@@ -72,3 +72,15 @@ def test_stored_content_range_kept_on_full_answers_only() -> None:
 def test_non_200_stored_status_served_as_is() -> None:
     p = plan("GET", [("If-None-Match", '"v1"'), ("Range", "bytes=0-1")], 404, STORED, 100, 0)
     assert p.status == 404 and p.length == 100
+
+
+def test_content_digest_only_where_the_content_is_the_stored_body() -> None:
+    digests = (*STORED, ("Content-Digest", "sha-256=:AAAA:"), ("Repr-Digest", "sha-256=:AAAA:"))
+    full = plan("GET", [], 200, digests, 100, 0)
+    assert {"content-digest", "repr-digest"} <= set(names(full.headers))
+    partial = plan("GET", [("Range", "bytes=0-9")], 200, digests, 100, 0)
+    assert partial.status == 206
+    assert "content-digest" not in names(partial.headers)  # over other content (RFC 9530 §2)
+    assert "repr-digest" in names(partial.headers)  # the representation is the same
+    not_modified = plan("GET", [("If-None-Match", '"v1"')], 200, digests, 100, 0)
+    assert not_modified.status == 304 and "content-digest" not in names(not_modified.headers)
