@@ -21,6 +21,9 @@ from proxy.policy.images import ImageRequest
 from proxy.policy.vary import SEP, base_key
 
 IMAGE_MARK = "\x1d"
+# A stored conversion's field naming the source's validator (ETag, else Last-Modified) it was
+# made from: reused only while the stored source still has it. Never sent to clients.
+SOURCE_VALIDATOR = "X-Media-Source-Validator"
 
 
 @dataclass(frozen=True, slots=True)
