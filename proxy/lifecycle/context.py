@@ -22,6 +22,7 @@ from cachetools import TTLCache
 from proxy.callout import AuthCallout
 from proxy.config import Config, split_csv
 from proxy.errors import BadRequest, OriginError, StoreError
+from proxy.images.rate import RemakeBudget
 from proxy.lifecycle.streams import Stream
 from proxy.memo import Memo
 from proxy.metrics import Metrics
@@ -87,6 +88,7 @@ class Context:
         self.strip_params = self.token_params | self.image_params
         self.pool: Any = None  # proxy.images.pool.ConversionPool, when conversions are on
         self.loopback: aiohttp.ClientSession | None = None  # sources through our listener
+        self.remakes = RemakeBudget(config.images.max_conversions_per_second)  # soft purges
         self.callout = AuthCallout(auth, origin.base, metrics, clock) if auth.callout_url else None
         # With the callout, the session fields go to the auth endpoint only: never to the
         # origin on a GET or HEAD (inside a fill another session will read, or not).

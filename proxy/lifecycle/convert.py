@@ -8,7 +8,8 @@ its prefix, covers its conversions) before anything is converted. A conversion i
 under its own key (`imagekey.conversion_key`, under its source's key: purging the original
 purges it) with the source's validator, and reused only while it is fresh by its own copy of
 the source's Cache-Control AND the stored source still has that validator. A soft-purged
-conversion is remade, not served stale. A claimant's failure (a refused conversion, an
+conversion is served as it is (UPDATING) while it is remade in the background, paced per
+worker by images.max_conversions_per_second. A claimant's failure (a refused conversion, an
 unreadable original) reaches those waiting for the same key at once; an access refusal is
 the client's own and reaches nobody else.
 """
@@ -16,6 +17,7 @@ the client's own and reaches nobody else.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import time
@@ -36,6 +38,8 @@ from proxy.policy.bans import response_tags
 from proxy.policy.freshness import StoredResponse
 from proxy.policy.headers import Headers, get
 from proxy.signing import sign_url
+from proxy.status import CacheStatus
+from proxy.store.claims import Claim
 
 log = logging.getLogger("proxy.images")
 
@@ -64,7 +68,8 @@ def requested(ctx: Context, request: web.BaseRequest, target: cachekey.Target
     return steps.Convert(parsed)
 
 
-def lookup(ctx: Context, ex: Exchange, step: steps.Convert) -> steps.Fresh | steps.ConvertMiss:
+def lookup(ctx: Context, ex: Exchange, step: steps.Convert
+           ) -> steps.Fresh | steps.ConvertRefresh | steps.ConvertMiss:
     """A stored conversion this request may have, made from the source as it is stored now."""
     image = step.image
     accepted = imageformat.accept_tokens(ex.request.headers.getall("Accept", []))
@@ -83,14 +88,51 @@ def lookup(ctx: Context, ex: Exchange, step: steps.Convert) -> steps.Fresh | ste
     cached = ctx.lookup(key)
     if cached is None:
         return miss
-    usable = banned(ctx, key, cached.meta) is None and get(
-        cached.meta.headers, imagekey.SOURCE_VALIDATOR) == validator(source.meta.headers)
+    ban = banned(ctx, key, cached.meta)
+    same_source = get(cached.meta.headers, imagekey.SOURCE_VALIDATOR) == validator(
+        source.meta.headers)
     decision = decide.on_request_facts(ctx.facts(key, cached.meta), fields(ex.request),
                                        ctx.clock())
-    if not usable or not isinstance(decision, decide.Serve):
-        cached.close()  # purged, soft-purged, made from another source, or stale: remake
+    if (ban is not None and not ban.soft) or not same_source or not isinstance(
+            decision, decide.Serve):
+        cached.close()  # purged, made from another source, or stale: remake it now
         return miss
+    if ban is not None:  # soft-purged: served as it is while it is remade
+        return steps.ConvertRefresh(ex.held.body(cached), decision.age_seconds, image,
+                                    miss.claim_key)
     return steps.Fresh(ex.held.body(cached), decision.age_seconds)
+
+
+def remake_later(ctx: Context, ex: Exchange, step: steps.ConvertRefresh) -> steps.Stale:
+    """Start remaking a soft-purged conversion in the background (one per key across
+    processes, at most images.max_conversions_per_second per worker: past that, the copy
+    keeps being served until a later request finds room) and answer with the copy."""
+    key = step.body.key
+    name = imagekey.conversion_of(key)
+    if ctx.store is not None and name is not None and key not in ctx.refreshing and (
+            ctx.remakes.try_take()):
+        try:
+            held = ctx.store.claims.try_claim(step.claim_key)
+        except OSError:
+            held = None
+        if held is not None:  # else it is being made or remade somewhere
+            ctx.refreshing.add(key)
+            url, sent = loopback_request(ctx, ex)
+            ctx.spawn(_remake(ctx, url, sent, steps.Source(step.image, b"", (), name.format,
+                                                           key), held))
+    return steps.Stale(step.body, step.age, CacheStatus.UPDATING)
+
+
+async def _remake(ctx: Context, url: str, sent: dict[str, str], source: steps.Source,
+                  held: Claim) -> None:
+    try:
+        headers, body, _ = await read_source(ctx, url, sent, None)
+        await convert_and_store(ctx, dataclasses.replace(source, body=body, headers=headers))
+    except (ProxyError, OSError) as exc:
+        log.info("remaking %r failed: %s", source.key, exc)
+    finally:
+        held.release()
+        ctx.refreshing.discard(source.key)
 
 
 async def claim(ctx: Context, ex: Exchange, step: steps.ConvertMiss
@@ -146,14 +188,18 @@ async def fetch_source(ctx: Context, ex: Exchange, step: steps.ConvertClaimed) -
 
 async def make(ctx: Context, ex: Exchange, step: steps.Source) -> steps.Converted:
     """Convert in the pool and store the result under the conversion's key."""
-    image, fmt = step.image, step.format
-    spec = Spec(image.width, image.height, image.fit, fmt, image.quality)
-    made_at = ctx.clock()
     try:
-        converted = await ctx.pool.convert(step.body, spec, preset=image.preset)
+        return await convert_and_store(ctx, step)
     except ImageRefused as exc:
         ex.held.fail(exc, notice(exc))
         raise
+
+
+async def convert_and_store(ctx: Context, step: steps.Source) -> steps.Converted:
+    image, fmt = step.image, step.format
+    spec = Spec(image.width, image.height, image.fit, fmt, image.quality)
+    made_at = ctx.clock()
+    converted = await ctx.pool.convert(step.body, spec, preset=image.preset)
     body = converted.body
     assert body is not None
     headers = conversion_headers(ctx, step, body)
@@ -168,6 +214,16 @@ async def make(ctx: Context, ex: Exchange, step: steps.Source) -> steps.Converte
 
 async def _fetch(ctx: Context, ex: Exchange, image: images.ImageRequest) -> steps.Source:
     url, sent = loopback_request(ctx, ex)
+    headers, body, source_format = await read_source(ctx, url, sent, ex.request)
+    accepted = imageformat.accept_tokens(ex.request.headers.getall("Accept", []))
+    fmt = imageformat.negotiate(image.format, accepted, source_format)
+    return steps.Source(image, body, headers, fmt, imagekey.conversion_key(ex.key, image, fmt))
+
+
+async def read_source(ctx: Context, url: str, sent: dict[str, str],
+                      client: web.BaseRequest | None) -> tuple[Headers, bytes, str]:
+    """The original's fields and whole body (at most images.max_source_bytes), and its
+    format; `client` (when a client asked) is authorized for it before its body is read."""
     limit = ctx.config.images.max_source_bytes
     assert ctx.loopback is not None
     try:
@@ -175,7 +231,8 @@ async def _fetch(ctx: Context, ex: Exchange, image: images.ImageRequest) -> step
             if response.status != 200:
                 raise _source_failed(response.status)
             headers: Headers = tuple(response.headers.items())
-            await authorize(ctx, ex.request, headers)  # as a request for the original would be
+            if client is not None:
+                await authorize(ctx, client, headers)  # as a request for the original would be
             content_type = response.headers.get("Content-Type", "")
             source_format = imageformat.format_of_type(content_type)
             if source_format not in ctx.config.images.input_formats():
@@ -190,10 +247,8 @@ async def _fetch(ctx: Context, ex: Exchange, image: images.ImageRequest) -> step
                     raise _too_large(limit)
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise OriginError(f"the original could not be read: {exc.__class__.__name__}") from exc
-    accepted = imageformat.accept_tokens(ex.request.headers.getall("Accept", []))
-    fmt = imageformat.negotiate(image.format, accepted, source_format)
-    return steps.Source(image, bytes(body), headers, fmt,
-                        imagekey.conversion_key(ex.key, image, fmt))
+    assert source_format is not None
+    return headers, bytes(body), source_format
 
 
 def loopback_request(ctx: Context, ex: Exchange) -> tuple[str, dict[str, str]]:

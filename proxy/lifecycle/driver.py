@@ -107,6 +107,8 @@ class Proxy:
                     step = await passthrough.fetch(ctx, ex, step)
                 case steps.Convert():
                     step = convert.lookup(ctx, ex, step)
+                case steps.ConvertRefresh():
+                    step = convert.remake_later(ctx, ex, step)
                 case steps.ConvertMiss():
                     step = await convert.claim(ctx, ex, step)
                 case steps.ConvertFollow():

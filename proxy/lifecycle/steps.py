@@ -17,7 +17,9 @@ response and records the cache status, exactly once.
 | | | `Stale` STALE (origin failed), `Filling`, `Uncached` (`miss.ask_origin`) |
 | `Uncached(origin=None)` | `collapse`, `follow` | `Uncached(origin)` (`passthrough.fetch`) |
 | `Convert(image, round)` | `driver` (`?preset=`) | `Fresh` (stored conversion, still made from |
-| | | the current source), `ConvertMiss` (`convert.lookup`) |
+| | | the current source), `ConvertRefresh` (soft-purged), `ConvertMiss` (`convert.lookup`) |
+| `ConvertRefresh` | `convert.lookup` | `Stale` UPDATING, a background remake started |
+| | | when the worker's remake budget allows (`convert.remake_later`) |
 | `ConvertMiss` | `convert.lookup` | `ConvertFollow`, `Convert(round + 1)` (in-process claimant |
 | | | done), `ConvertClaimed`; unclaimed after `ROUNDS` rounds (`convert.claim`) |
 | `ConvertFollow` | `convert.claim` | `Convert(round + 1)` (claim released) (`convert.wait`) |
@@ -147,6 +149,16 @@ class Convert:
 
 
 @dataclass(frozen=True, slots=True)
+class ConvertRefresh:
+    """A soft-purged conversion: served as it is while it is remade."""
+
+    body: Any  # CachedBody
+    age: float
+    image: Any
+    claim_key: str
+
+
+@dataclass(frozen=True, slots=True)
 class ConvertMiss:
     image: Any
     claim_key: str  # one conversion at a time per key, across every process
@@ -191,5 +203,5 @@ def generation(key: str, ban_id: int) -> str:
 
 
 Terminal = Fresh | Stale | Revalidated | Join | Filling | Uncached | Converted
-Step = (Lookup | Refresh | Miss | Follow | Current | Claimed | Convert | ConvertMiss
-        | ConvertFollow | ConvertClaimed | Source | Terminal)
+Step = (Lookup | Refresh | Miss | Follow | Current | Claimed | Convert | ConvertRefresh
+        | ConvertMiss | ConvertFollow | ConvertClaimed | Source | Terminal)

@@ -4,6 +4,7 @@ origin, with images generated here by pyvips and converted by the real pool."""
 
 from __future__ import annotations
 
+import asyncio
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -261,3 +262,25 @@ async def test_a_protected_original_needs_a_token_for_its_conversions(
     query = urllib.parse.urlsplit(other).query
     wrong = await node.get(f"/p/secret.jpg?{query}&preset=thumb")
     assert wrong.status == 403 or wrong.status == 401
+
+
+async def test_a_soft_purged_conversion_is_served_while_it_is_remade(
+        node: Node, origin: Origin) -> None:
+    await publish(origin, "/img/s.jpg", jpeg(90))
+    first = await node.get("/img/s.jpg?preset=square")
+    assert first.headers["X-Cache"] == "MISS"
+    assert await node.purge(preset="square", soft=True) == 200
+    updating = await node.get("/img/s.jpg?preset=square")
+    assert updating.headers["X-Cache"] == "UPDATING"
+    assert await updating.read() == await first.read()
+    await settled_tasks(node)  # the background remake
+    assert node.conversions("square", "png") == 2
+    again = await node.get("/img/s.jpg?preset=square")
+    assert again.headers["X-Cache"] == "HIT"
+    assert origin.count("/img/s.jpg") == 1  # remade from the cached original
+
+
+async def settled_tasks(node: Node) -> None:
+    tasks = node.proxy.runtime.proxy.ctx.tasks
+    if tasks:
+        await asyncio.gather(*tasks, return_exceptions=True)
