@@ -4,6 +4,8 @@ origin fetch of the original and one conversion."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
@@ -12,7 +14,8 @@ from tests.e2e.test_collapsing import fetch_many
 from tests.e2e.test_workers import access_pids, origin_gets, put
 from tests.integration.test_image_conversions import jpeg, size_of
 
-IMAGES = ('[images]\npool_workers = 1\n'
+IMAGES = ('[admin]\ntoken = "herd-admin-token-0123456789"\n'
+          '[images]\npool_workers = 1\n'
           '[images.presets.thumb]\nwidth = 64\nheight = 64\nfit = "cover"\n')
 
 
@@ -38,5 +41,18 @@ def test_50_cold_requests_for_a_conversion_over_2_workers_convert_once(
         assert origin_gets(origin_process, "/herd/photo.jpg") == 1
         assert conversions(proxy) == 1.0
         assert len(access_pids(proxy, "HIT")) == 2, "waiters in both workers"
+        # `mediaproxy purge --preset/--format`: the conversion is made again, once.
+        assert purge(tmp_path, "--preset", "thumb", "--format", "jpeg").returncode == 0
+        again = asyncio.run(fetch_many(proxy.url + "/herd/photo.jpg?preset=thumb", 1))
+        assert again[0][:2] == (200, "MISS")
+        assert conversions(proxy) == 2.0
+        assert origin_gets(origin_process, "/herd/photo.jpg") == 1
+        refused = purge(tmp_path, "--preset", "thumb", "--url", "/herd/photo.jpg")
+        assert refused.returncode == 2 and b"--preset" in refused.stderr
     finally:
         assert stop(proxy.proc) == 0
+
+
+def purge(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "proxy", "purge", "--config",
+                           str(tmp_path / "proxy.toml"), *args], capture_output=True, timeout=60)
