@@ -65,6 +65,9 @@ def requested(ctx: Context, request: web.BaseRequest, target: cachekey.Target
         return None
     if isinstance(parsed, images.ImageRefusal):
         raise ImageRefused(parsed.message, status=parsed.status, reason=parsed.reason)
+    if ctx.pool is None or ctx.loopback is None:
+        raise ImageRefused("conversions are not running", status=503,
+                           reason="conversion_unavailable")
     return steps.Convert(parsed)
 
 

@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 from proxy import config as config_mod
 from proxy.admin import create_admin_app
 from proxy.app import PublicApp
+from proxy.policy import images
 from proxy.signing import sign_url
 from tests.conftest import TIMEOUT, Clock, Origin, ProxyClient, ProxyTestServer, free_port
 from tests.unit.test_images_engine import png_bomb, rgb
@@ -284,3 +285,19 @@ async def settled_tasks(node: Node) -> None:
     tasks = node.proxy.runtime.proxy.ctx.tasks
     if tasks:
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_signed_free_form_conversions(make_node: NodeFactory, origin: Origin) -> None:
+    node = await make_node(auth={"keys": f"k1={SECRET}"},
+                           images={"allow_free_form": True})
+    await publish(origin, "/img/ff.jpg", jpeg())
+    query = images.sign_free_form("/img/ff.jpg", width=50, fmt="png", key_id="k1",
+                                  secret=SECRET.encode())
+    made = await node.get(f"/img/ff.jpg?{query}")
+    assert made.status == 200 and made.headers["X-Cache"] == "MISS"
+    assert made.headers["Content-Type"] == "image/png"
+    assert size_of(await made.read()) == (50, 38)
+    assert (await node.get(f"/img/ff.jpg?{query}")).headers["X-Cache"] == "HIT"
+    unsigned = await node.get("/img/ff.jpg?w=50")
+    assert unsigned.status == 403
+    assert (await unsigned.json())["error"] == "image_signature_missing"
