@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUNTIME := $(VENV)/.runtime
 
-.PHONY: run test lint typecheck bench clean redis-server deploy-tools chromium
+.PHONY: run test lint typecheck bench bench-images clean redis-server deploy-tools chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -15,10 +15,11 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP) $(RUNTIME)
 
-# Runtime dependencies only (no test or lint tools); `make test` adds the dev extras.
+# Runtime dependencies only (no test or lint tools), with libvips for the demo's image
+# presets; `make test` adds the dev extras.
 $(RUNTIME): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -e '.[images]'
 	touch $(RUNTIME)
 
 run: $(RUNTIME)
@@ -89,6 +90,11 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	bash bench/run.sh
+
+# Cold conversions: mediaproxy's engine against thumbor (own venv under var/bench) and nginx
+# image_filter when its module is installed; prints figures and ratios.
+bench-images: $(STAMP)
+	$(BIN)/python -m bench.images
 
 clean:
 	rm -rf $(VENV) var

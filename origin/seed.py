@@ -1,4 +1,5 @@
-"""Deterministic sample media for demos and tests: PNG images, PDFs and a large video-like file.
+"""Deterministic sample media for demos and tests: PNG images, PDFs and a large video-like file
+(and, with pyvips, images for conversion presets: origin/sampleimages.py).
 
 Rule: the same bytes on every run (fixed seeds, no clock), generated in chunks as they are
 stored, so the 200 MB video never sits in memory; seeding touches only an empty database.
@@ -13,6 +14,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from origin import sampleimages
 from origin.db import Access, MediaStore, Revision
 
 DEFAULT_VIDEO_BYTES = 200 * 1000 * 1000
@@ -151,6 +153,11 @@ def samples(*, video_size_bytes: int = DEFAULT_VIDEO_BYTES) -> list[Sample]:
     items = [
         Sample(path, "image/png", len(data), _fixed(data), cache_control="public, max-age=86400")
         for path, data in images.items()
+    ]
+    items += [  # for conversion presets: generated with libvips when pyvips is installed
+        Sample(path, sampleimages.content_type(path), len(data), _fixed(data),
+               cache_control="public, max-age=86400")
+        for path, data in sampleimages.images().items()
     ]
     items += [
         Sample("/media/docs/sample.pdf", "application/pdf", len(sample_pdf), _fixed(sample_pdf)),

@@ -29,7 +29,7 @@ from proxy.metrics import (
     purge_kind_label,
     register_process_collectors,
 )
-from proxy.policy import cachekey, groups, tokens
+from proxy.policy import cachekey, groups, imagekey, tokens
 from proxy.policy.bans import Ban, BanKind
 from proxy.policy.freshness import Heuristic
 from proxy.store import listing
@@ -78,8 +78,15 @@ def parse_purge(body: Any, max_length: int) -> tuple[BanKind, str, bool] | str:
     if not isinstance(soft, bool):
         return "soft: expected true or false"
     given = [k for k in ("url", "prefix", "tag", "group", "all") if k in body]
+    if not given and ("preset" in body or "format" in body):
+        # Image conversions by preset and/or format: a ban on the tag each is stored with.
+        selector = imagekey.parse_purge(body)
+        if isinstance(selector, str) or selector is None:
+            return selector or "preset/format: expected a preset name or a format"
+        return BanKind.TAG, selector.tag, soft
     if len(given) != 1:
-        return 'give exactly one of "url", "prefix", "tag", "group", "all"'
+        return ('give exactly one of "url", "prefix", "tag", "group", "all", or "preset" '
+                'and/or "format"')
     kind = given[0]
     value = body[kind]
     if kind == "all":

@@ -58,7 +58,16 @@ def cmd_purge(args: argparse.Namespace) -> int:
         sys.stderr.write("mediaproxy: no admin token (set admin.token or pass --token)\n")
         return 2
     body: dict[str, object] = {"soft": args.soft}
-    if args.all:
+    named = args.all or any(v is not None for v in (args.url, args.prefix, args.tag))
+    conversions = {k: v for k, v in (("preset", args.preset), ("format", args.format))
+                   if v is not None}
+    if named == bool(conversions):
+        sys.stderr.write("mediaproxy: give one of --url, --prefix, --tag, --all, or --preset "
+                         "and/or --format\n")
+        return 2
+    if conversions:
+        body.update(conversions)
+    elif args.all:
         body["all"] = True
     else:
         kind, value = next((k, v) for k, v in (("url", args.url), ("prefix", args.prefix),

@@ -15,14 +15,14 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from proxy import deliver
 from proxy.config import Config, ServerConfig
-from proxy.errors import AuthError, ProxyError, StoreError
+from proxy.errors import AuthError, ImageRefused, ProxyError, StoreError
 from proxy.exchange import PEER_KEY, STATUS_KEY, record_status
 from proxy.lifecycle import Proxy
 from proxy.metrics import Metrics
@@ -30,6 +30,9 @@ from proxy.origin import OriginClient
 from proxy.policy import forward
 from proxy.status import CacheStatus, error_status
 from proxy.store.index import ORPHAN_MIN_AGE_SECONDS, Store
+
+if TYPE_CHECKING:
+    from proxy.images.pool import ConversionPool
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,12 @@ ORPHAN_SCAN_PERIOD_SECONDS = 12.0
 def error_response(exc: ProxyError) -> web.Response:
     """The answer to a refused or failed request; its cache status is `error_status`."""
     status = error_status(exc.status, auth=isinstance(exc, AuthError))
+    if isinstance(exc, ImageRefused):
+        # A conversion refused (bad parameters, not an image, over the limits): machine-
+        # readable, never stored, the connection kept (the request itself was well formed).
+        return web.json_response({"error": exc.reason, "detail": exc.message},
+                                 status=exc.status, headers={
+                                     "X-Cache": status.value, "Cache-Control": "no-store"})
     if exc.status == 400:
         # A malformed request (a body on a GET, a bad target) leaves the connection in a
         # state we do not trust: answer and close it, as nginx does.
@@ -137,6 +146,7 @@ class PublicApp:
         self.origin = OriginClient(config.origin, chunk_bytes=config.cache.fill_chunk_bytes,
                                    keep_fields=frozenset({config.auth.access_header.lower()}))
         self._proxy: Proxy | None = None
+        self._pool: ConversionPool | None = None
         self._maintenance: asyncio.Task[None] | None = None
         self._startup_check: asyncio.Task[None] | None = None
         # Background store jobs run here, one at a time, so close() can wait for the one in
@@ -152,7 +162,13 @@ class PublicApp:
     async def start(self) -> None:
         self.store = open_store(self.config)
         await self.origin.start()
-        self._proxy = Proxy(self.config, self.store, self.origin, self.metrics, self.clock)
+        if self.config.images.enabled:
+            from proxy.images.pool import ConversionPool  # spawns libvips processes
+
+            self._pool = ConversionPool(self.config.images, metrics=self.metrics)
+            await self._pool.start()
+        self._proxy = Proxy(self.config, self.store, self.origin, self.metrics, self.clock,
+                            pool=self._pool)
         await self._proxy.start()
         if self.store is not None:
             self._maintenance = asyncio.create_task(self._maintain(self.store))
@@ -167,6 +183,8 @@ class PublicApp:
         await asyncio.to_thread(self._jobs.shutdown, True)
         if self._proxy is not None:
             await self._proxy.close()
+        if self._pool is not None:
+            await self._pool.close()
         await self.origin.close()
         if self.store is not None:
             self.store.close()

@@ -64,9 +64,14 @@ def summary(config: Config) -> list[str]:
         values = getattr(config, section.name)
         lines.append(f"[{section.name}]")
         for key in dataclasses.fields(values):
+            if (section.name, key.name) == ("images", "presets"):
+                continue  # nested tables, shown below
             value = mask(section.name, key.name, getattr(values, key.name))
             text = json.dumps(value) if isinstance(value, str | bool) else str(value)
             lines.append(f"  {key.name} = {text}")
+    for name, table in config.images.tables()["presets"].items():
+        lines.append(f"[images.presets.{name}]")
+        lines += [f"  {key} = {json.dumps(value)}" for key, value in table.items()]
     return lines
 
 

@@ -137,14 +137,18 @@ def build_parser() -> argparse.ArgumentParser:
     _with_config(p)
     p.set_defaults(func=cmd_check_config)
 
-    p = sub.add_parser("purge", help="purge by URL, prefix, tag or everything",
+    p = sub.add_parser("purge", help="purge by URL, prefix, tag, image preset/format or "
+                       "everything",
                        description="Ask this node's admin listener to purge (POST /purge).")
     _with_config(p)
-    what = p.add_mutually_exclusive_group(required=True)
+    what = p.add_mutually_exclusive_group()
     what.add_argument("--url", help="one URL or path")
     what.add_argument("--prefix", help="every URL starting with this path")
     what.add_argument("--tag", help="every object the origin tagged (Surrogate-Key/Cache-Tag)")
     what.add_argument("--all", action="store_true", help="everything")
+    p.add_argument("--preset", help="every image conversion made with this preset")
+    p.add_argument("--format", help="every image conversion made in this format (with "
+                   "--preset: both must match)")
     p.add_argument("--soft", action="store_true",
                    help="mark stale (revalidate with a cheap 304) instead of dropping")
     p.add_argument("--wait-all", action="store_true",

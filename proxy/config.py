@@ -25,6 +25,7 @@ from proxy.config_load import (
     to_json,
 )
 from proxy.errors import ConfigError
+from proxy.imageconfig import ImagesConfig
 from proxy.listen import listeners_overlap
 
 # Re-exported: callers read these from proxy.config.
@@ -315,6 +316,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    images: ImagesConfig = field(default_factory=ImagesConfig)
 
     def validate(self) -> Config:
         self.server.validate()
@@ -324,6 +326,7 @@ class Config:
         self.auth.validate()
         self.cluster.validate()
         self.log.validate()
+        self.images.validate()
         return self
 
 

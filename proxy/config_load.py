@@ -76,8 +76,11 @@ def _coerce(value: Any, kind: Any, key: str, *, from_env: bool = False) -> Any:
 
 
 def _section_types(cls: type) -> dict[str, Any]:
+    """The flat keys of a section; nested tables (a section's TABLES, e.g. images.presets)
+    are parsed by the section itself (its `from_tables`)."""
     hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+    nested = getattr(cls, "TABLES", ())
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.name not in nested}
 
 
 def _with_unit(value: Any, key: str, name: str) -> Any:
@@ -110,22 +113,35 @@ def build(top_cls: type[T], data: Mapping[str, Any], env: Mapping[str, str]) -> 
         raw = data.get(section, {})
         if not isinstance(raw, dict):
             raise ConfigError(f"{section}: expected a table")
-        types_ = _section_types(section_cls)
-        for key in raw:
-            if key not in types_:
-                raise ConfigError(f"{section}.{key}: unknown key (known: {', '.join(types_)})")
-        values: dict[str, Any] = {}
-        for key, kind in types_.items():
-            env_name = f"{ENV_PREFIX}{section}_{key}".upper()
-            if env_name in env:
-                name = f"{section}.{key} (from {env_name})"
-                value = _with_unit(env[env_name], key, name)
-                values[key] = _coerce(value, kind, name, from_env=isinstance(value, str))
-            elif key in raw:
-                name = f"{section}.{key}"
-                values[key] = _coerce(_with_unit(raw[key], key, name), kind, name)
-        sections[section] = section_cls(**values)
+        nested = getattr(section_cls, "TABLES", ())
+        values = _scalars(section, section_cls,
+                          {k: v for k, v in raw.items() if k not in nested}, env)
+        if nested:
+            sections[section] = section_cls.from_tables(
+                values, {k: v for k, v in raw.items() if k in nested})
+        else:
+            sections[section] = section_cls(**values)
     return top_cls(**sections).validate()
+
+
+def _scalars(section: str, section_cls: type, raw: Mapping[str, Any],
+             env: Mapping[str, str]) -> dict[str, Any]:
+    """A section's flat keys from the file, each overridden by its MEDIAPROXY_* variable."""
+    types_ = _section_types(section_cls)
+    for key in raw:
+        if key not in types_:
+            raise ConfigError(f"{section}.{key}: unknown key (known: {', '.join(types_)})")
+    values: dict[str, Any] = {}
+    for key, kind in types_.items():
+        env_name = f"{ENV_PREFIX}{section}_{key}".upper()
+        if env_name in env:
+            name = f"{section}.{key} (from {env_name})"
+            value = _with_unit(env[env_name], key, name)
+            values[key] = _coerce(value, kind, name, from_env=isinstance(value, str))
+        elif key in raw:
+            name = f"{section}.{key}"
+            values[key] = _coerce(_with_unit(raw[key], key, name), kind, name)
+    return values
 
 
 def load(top_cls: type[T], path: str | Path | None, env: Mapping[str, str] | None = None
@@ -162,7 +178,12 @@ def default_path(env: Mapping[str, str] | None = None) -> str | None:
 
 def to_json(config: Any) -> str:
     """The validated configuration, for a worker process (which must not re-read the file)."""
-    return json.dumps(dataclasses.asdict(config))
+    data = dataclasses.asdict(config)
+    for section in dataclasses.fields(config):
+        value = getattr(config, section.name)
+        if getattr(value, "TABLES", ()):
+            data[section.name].update(value.tables())  # back to their TOML shape
+    return json.dumps(data)
 
 
 def from_json(top_cls: type[T], text: str) -> T:

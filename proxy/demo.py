@@ -86,6 +86,23 @@ def signed_example(config: Config) -> str | None:
                     secret=keys[key_id], ttl_seconds=3600)
 
 
+PRESET_SAMPLE = "/media/images/photo-rotated.jpg"  # seeded when pyvips is installed
+
+
+def preset_examples(config: Config, public: str) -> list[str]:
+    """Conversion URLs to try, one per configured preset (none when there are none)."""
+    lines = []
+    for preset in config.images.presets:
+        url = f"{public}{PRESET_SAMPLE}?preset={preset.name}"
+        lines.append(f"  curl -sS -o /dev/null -D - -H 'Accept: image/webp' '{url}'"
+                     f"    # {preset.name}: {preset.width or 'auto'}x{preset.height or 'auto'}"
+                     f" {preset.fit}, {preset.format}")
+        if len(preset.dpr) > 1:
+            lines.append(f"  curl -sS -o /dev/null -D - '{url}&dpr={preset.dpr[-1]:g}'"
+                         f"    # the same at {preset.dpr[-1]:g}x")
+    return lines
+
+
 def print_tour(config: Config, origin_url: str, token: str, config_path: str | None) -> None:
     public = "http://" + config.server.listen
     admin = "http://" + config.server.admin_listen
@@ -100,6 +117,8 @@ def print_tour(config: Config, origin_url: str, token: str, config_path: str | N
         out(f"  curl -sS -o /dev/null -D - {public}{PROTECTED_PATH}    # 401: protected")
         out(f"  curl -sS -o /dev/null -D - '{signed}'    # 200: signed")
         out(f"  {mediaproxy} sign {PROTECTED_PATH}{with_config}    # sign another")
+    for line in preset_examples(config, public):
+        out(line)
     out(f"  curl -sS {admin}/metrics | grep mediaproxy_requests_total")
     out(f"  {mediaproxy} stats{with_config}    # live view; Ctrl-C quits")
     out(f"  {mediaproxy} inspect --prefix /media/{with_config}")

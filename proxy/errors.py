@@ -9,8 +9,12 @@
     │   └── OriginTimeout   504     origin did not answer in time
     ├── ClusterUnavailable  503     Redis unreachable (proxy/cluster/; the admin API reports
     │                               it per node, never to public clients)
-    └── StoreError          503     the cache directory failed; handled as a miss or PASS
-                                    (only a PURGE, which needs the store, can see it)
+    ├── StoreError          503     the cache directory failed; handled as a miss or PASS
+    │                               (only a PURGE, which needs the store, can see it)
+    └── ImageRefused        415/422 a conversion refused: not an allowed image type (415),
+        │                           over a limit: bytes, pixels, frames, output size (422)
+        ├── ConversionTimeout 422   the conversion took longer than images.timeout_seconds
+        └── ConversionCrashed 422   the conversion process died (the image is the suspect)
 
 Policy code never raises these: it returns outcomes (an unsatisfiable range is a value).
 """
@@ -68,3 +72,27 @@ class StartupError(ProxyError):
     another instance, workers failing at start. The CLI prints it in one line, exit status 1."""
 
     reason = "startup_error"
+
+
+class ImageRefused(ProxyError):
+    """A conversion the engine will not (or could not) make; `reason` is machine-readable
+    (`not_an_allowed_image`, `source_too_large`, `too_many_pixels`, ...)."""
+
+    status = 422
+    reason = "image_over_limits"
+
+    def __init__(self, message: str, *, status: int = 422, reason: str = "image_over_limits"
+                 ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+
+
+class ConversionTimeout(ImageRefused):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, reason="conversion_timeout")
+
+
+class ConversionCrashed(ImageRefused):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, reason="conversion_crashed")

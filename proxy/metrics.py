@@ -6,7 +6,7 @@ never a URL, token or client address.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
@@ -27,6 +27,9 @@ from proxy.store.fill import FillOutcome
 # The store operations counted in mediaproxy_store_errors_total (created at zero).
 STORE_OPERATIONS = ("lookup", "bans", "claim", "fill_create", "fill", "access_flush",
                     "ban_sweep", "cull", "reap", "tmp_sweep", "orphan_scan", "stream_audit")
+# Outcomes of image conversions (mediaproxy_image_conversions_total), and the formats made.
+CONVERSION_OUTCOMES = ("ok", "not_allowed", "over_limits", "timeout", "crashed", "failed")
+CONVERSION_FORMATS = ("avif", "webp", "jpeg", "png", "gif")
 
 if TYPE_CHECKING:  # redis is imported only when [cluster] redis_url is set
     from proxy.cluster import Gauges
@@ -102,6 +105,63 @@ class Metrics:
             self.origin_requests.labels(outcome)
         for fill_outcome in FillOutcome:
             self.fills.labels(fill_outcome.value)
+
+    def init_images(self, presets: Iterable[str]) -> None:
+        """Conversion series, created from zero for every configured preset (and free_form):
+        labels come only from the configuration and the closed sets above."""
+        self.conversions = Counter(
+            "mediaproxy_image_conversions",
+            "Image conversions, by preset, output format and outcome (ok, not_allowed, "
+            "over_limits, timeout, crashed, failed).",
+            ["preset", "format", "outcome"], registry=self.registry,
+        )
+        self.conversion_duration = Histogram(
+            "mediaproxy_image_conversion_duration_seconds",
+            "Time a conversion process took (queueing excluded), by output format.",
+            ["format"], buckets=DURATION_BUCKETS, registry=self.registry,
+        )
+        self.conversion_source_bytes = Counter(
+            "mediaproxy_image_conversion_source_bytes",
+            "Bytes of originals handed to conversions, by preset.",
+            ["preset"], registry=self.registry,
+        )
+        self.conversion_output_bytes = Counter(
+            "mediaproxy_image_conversion_output_bytes",
+            "Bytes of images produced, by preset and format.",
+            ["preset", "format"], registry=self.registry,
+        )
+        self.conversion_queue = Gauge(
+            "mediaproxy_image_conversion_queue",
+            "Conversions waiting for a free conversion process.",
+            registry=self.registry, multiprocess_mode="livesum",
+        )
+        self.conversion_busy = Gauge(
+            "mediaproxy_image_conversions_running",
+            "Conversions running in the conversion processes.",
+            registry=self.registry, multiprocess_mode="livesum",
+        )
+        self.image_presets = frozenset(presets) | {"free_form"}
+        for fmt in CONVERSION_FORMATS:
+            self.conversion_duration.labels(fmt)
+            for preset in self.image_presets:
+                self.conversion_output_bytes.labels(preset, fmt)
+                for outcome in CONVERSION_OUTCOMES:
+                    self.conversions.labels(preset, fmt, outcome)
+        for preset in self.image_presets:
+            self.conversion_source_bytes.labels(preset)
+
+    def observe_conversion(self, preset: str, fmt: str, outcome: str, seconds: float,
+                           source_bytes: int, output_bytes: int) -> None:
+        if preset not in self.image_presets or fmt not in CONVERSION_FORMATS or (
+                outcome not in CONVERSION_OUTCOMES):
+            raise ValueError(f"conversion labels outside their sets: {preset} {fmt} {outcome}")
+        self.conversions.labels(preset, fmt, outcome).inc()
+        if outcome in ("ok", "over_limits", "timeout", "crashed", "failed"):
+            self.conversion_duration.labels(fmt).observe(seconds)
+        if source_bytes:
+            self.conversion_source_bytes.labels(preset).inc(source_bytes)
+        if output_bytes:
+            self.conversion_output_bytes.labels(preset, fmt).inc(output_bytes)
 
     def observe_request(
         self, status: CacheStatus, method: str, body_bytes: int, seconds: float

@@ -39,7 +39,7 @@ def exchange_target(ctx: Context, request: web.BaseRequest) -> cachekey.Target:
     raw = request.raw_path
     found, memo = ctx.targets.get(raw)
     if not found or memo is None:
-        memo = ctx.target(request, ctx.token_params)
+        memo = ctx.target(request, ctx.strip_params)
         if len(raw) <= _MEMO_TARGET_BYTES:
             ctx.targets.put(raw, memo)
     target = with_variant(ctx, memo, request)

@@ -61,6 +61,9 @@ async def send(ctx: Context, ex: Exchange, step: steps.Terminal) -> web.StreamRe
                                    ttl=_ttl(ctx, fill.key, fill.meta, None))
             return await from_fill(ctx, request, fill, status, client_only,
                                    member=_member(ctx, outcome))
+        case steps.Converted(body=body, headers=headers, stored=kept, status=status):
+            outcome = CacheOutcome(status, stored=kept)
+            return await converted(ctx, request, body, headers, status, _member(ctx, outcome))
         case steps.Uncached(status=status, origin=origin, bypass=bypass):
             assert origin is not None, "the driver fetches before it answers"
             forward = None if request.method in ("GET", "HEAD") else Forward.METHOD
@@ -164,6 +167,23 @@ async def from_fill(ctx: Context, request: web.BaseRequest, fill: Fill, status: 
         resume = None if isinstance(fill, Fill) else resume_from_origin(
             ctx, request, request[TARGET_KEY], fill)
         return await deliver.send_fill(request, plan, fill, out, resume)
+
+
+async def converted(ctx: Context, request: web.BaseRequest, body: bytes, fields: Headers,
+                    status: CacheStatus, member: str | None) -> web.StreamResponse:
+    """A conversion this request made (stored or not), from its bytes."""
+    await authorize(ctx, request, fields)
+    record_status(request, status)
+    plan = respond.plan(request.method, request_fields(request), 200, fields, len(body), None)
+    out = client_headers(ctx, request, plan.headers, status, member)
+    if not plan.send_body:
+        if plan.content_length is not None and plan.status != 304:
+            out["Content-Length"] = str(plan.content_length)
+        return web.Response(status=plan.status, headers=out)
+    length = len(body) if plan.length is None else plan.length
+    request[deliver.BYTES_KEY] = length
+    return web.Response(status=plan.status, headers=out,
+                        body=body[plan.offset:plan.offset + length])
 
 
 async def relay(ctx: Context, request: web.BaseRequest, origin: OriginResponse,

@@ -22,11 +22,12 @@ from cachetools import TTLCache
 from proxy.callout import AuthCallout
 from proxy.config import Config, split_csv
 from proxy.errors import BadRequest, OriginError, StoreError
+from proxy.images.rate import RemakeBudget
 from proxy.lifecycle.streams import Stream
 from proxy.memo import Memo
 from proxy.metrics import Metrics
 from proxy.origin import OriginClient, OriginResponse
-from proxy.policy import cachekey, decide, forward, tokens
+from proxy.policy import cachekey, decide, forward, imagekey, images, tokens
 from proxy.policy.access import Access, AccessRules
 from proxy.policy.bans import TAG_HEADERS, Ban, response_tags
 from proxy.policy.freshness import Heuristic, StoredResponse
@@ -80,6 +81,14 @@ class Context:
         parsed_keys = tokens.parse_keys(auth.keys)
         self.keys: dict[str, bytes] = parsed_keys if isinstance(parsed_keys, dict) else {}
         self.token_params = tokens.PARAMS if self.keys else frozenset()
+        # With conversions on, `?preset=` (and free-form) parameters name a conversion: they
+        # are never part of the source's key.
+        self.image_params = images.params(config.images.allow_free_form) if (
+            config.images.enabled) else frozenset()
+        self.strip_params = self.token_params | self.image_params
+        self.pool: Any = None  # proxy.images.pool.ConversionPool, when conversions are on
+        self.loopback: aiohttp.ClientSession | None = None  # sources through our listener
+        self.remakes = RemakeBudget(config.images.max_conversions_per_second)  # soft purges
         self.callout = AuthCallout(auth, origin.base, metrics, clock) if auth.callout_url else None
         # With the callout, the session fields go to the auth endpoint only: never to the
         # origin on a GET or HEAD (inside a fill another session will read, or not).
@@ -97,8 +106,8 @@ class Context:
         self.access = AccessRules.build(split_csv(auth.protected_prefixes),
                                         split_csv(auth.public_prefixes), auth.access_header)
         self.purge_networks = forward.parse_networks(config.admin.networks_text())
-        self.hidden = frozenset() if config.cache.expose_surrogate_keys else frozenset(
-            TAG_HEADERS)
+        self.hidden = (frozenset() if config.cache.expose_surrogate_keys else frozenset(
+            TAG_HEADERS)) | {imagekey.SOURCE_VALIDATOR.lower()}
 
     # -- targets and rules -------------------------------------------------------------------
 
@@ -232,6 +241,13 @@ class Context:
     async def start(self) -> None:
         if self.callout is not None:
             await self.callout.start()
+        if self.pool is not None:
+            images_config, origin_config = self.config.images, self.config.origin
+            self.loopback = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(
+                    total=None, connect=origin_config.connect_timeout_seconds,
+                    sock_read=origin_config.read_timeout_seconds + images_config.timeout_seconds),
+                auto_decompress=False)
 
     async def close(self) -> None:
         for task in list(self.tasks):
@@ -240,3 +256,5 @@ class Context:
             await asyncio.gather(*self.tasks, return_exceptions=True)
         if self.callout is not None:
             await self.callout.close()
+        if self.loopback is not None:
+            await self.loopback.close()

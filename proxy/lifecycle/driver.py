@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import assert_never
+from typing import TYPE_CHECKING, assert_never
 
 from aiohttp import web
 
@@ -21,6 +21,7 @@ from proxy.lifecycle import (
     admit,
     answer,
     collapse,
+    convert,
     follow,
     hit,
     miss,
@@ -38,13 +39,18 @@ from proxy.policy.access import Access
 from proxy.store.fill import Fill
 from proxy.store.index import Store
 
+if TYPE_CHECKING:
+    from proxy.images.pool import ConversionPool
+
 log = logging.getLogger("proxy.handler")
 
 
 class Proxy:
     def __init__(self, config: Config, store: Store | None, origin: OriginClient,
-                 metrics: Metrics, clock: Callable[[], float] = time.time) -> None:
+                 metrics: Metrics, clock: Callable[[], float] = time.time, *,
+                 pool: ConversionPool | None = None) -> None:
         self.ctx = Context(config, store, origin, metrics, clock)
+        self.ctx.pool = pool  # image conversions (`?preset=`), when [images] has presets
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         ctx = self.ctx
@@ -60,6 +66,11 @@ class Proxy:
             target = admit.exchange_target(ctx, request)
             if ctx.access.by_rule(target.path) is Access.PROTECTED:
                 await authorize(ctx, request, ())  # configured as protected: before any work
+            conversion = convert.requested(ctx, request, target)  # `?preset=`: its own path
+            if conversion is not None:
+                ex = Exchange(request, target, Held(ctx.pending))
+                async with ex.held:
+                    return await self._run(ex, conversion)
             memory = hit.from_memory(ctx, target.key, request)  # the measured hot path
             if memory is not None:
                 return await answer.memory(ctx, request, memory.body, memory.age)
@@ -74,9 +85,9 @@ class Proxy:
                 ctx.vary_known.pop(target.url_key)
         raise AssertionError("unreachable")
 
-    async def _run(self, ex: Exchange) -> web.StreamResponse:
+    async def _run(self, ex: Exchange, first: steps.Step | None = None) -> web.StreamResponse:
         ctx = self.ctx
-        step: steps.Step = steps.Lookup()
+        step: steps.Step = steps.Lookup() if first is None else first
         while True:
             ex.trail.append(type(step).__name__)
             match step:
@@ -94,8 +105,20 @@ class Proxy:
                     step = await miss.ask_origin(ctx, ex, step)
                 case steps.Uncached(origin=None):
                     step = await passthrough.fetch(ctx, ex, step)
+                case steps.Convert():
+                    step = convert.lookup(ctx, ex, step)
+                case steps.ConvertRefresh():
+                    step = convert.remake_later(ctx, ex, step)
+                case steps.ConvertMiss():
+                    step = await convert.claim(ctx, ex, step)
+                case steps.ConvertFollow():
+                    step = await convert.wait(ctx, ex, step)
+                case steps.ConvertClaimed():
+                    step = await convert.fetch_source(ctx, ex, step)
+                case steps.Source():
+                    step = await convert.make(ctx, ex, step)
                 case (steps.Fresh() | steps.Stale() | steps.Revalidated() | steps.Join()
-                      | steps.Filling() | steps.Uncached()):
+                      | steps.Filling() | steps.Uncached() | steps.Converted()):
                     ctx.trails.append((ex.key, tuple(ex.trail)))
                     log.debug("%s %s: %s", ex.request.method, ex.key, " > ".join(ex.trail))
                     return await answer.send(ctx, ex, step)

@@ -16,8 +16,18 @@ response and records the cache status, exactly once.
 | `Claimed(stale, status)` | `collapse.choose` | `Fresh` (committed meanwhile), `Revalidated`, |
 | | | `Stale` STALE (origin failed), `Filling`, `Uncached` (`miss.ask_origin`) |
 | `Uncached(origin=None)` | `collapse`, `follow` | `Uncached(origin)` (`passthrough.fetch`) |
+| `Convert(image, round)` | `driver` (`?preset=`) | `Fresh` (stored conversion, still made from |
+| | | the current source), `ConvertRefresh` (soft-purged), `ConvertMiss` (`convert.lookup`) |
+| `ConvertRefresh` | `convert.lookup` | `Stale` UPDATING, a background remake started |
+| | | when the worker's remake budget allows (`convert.remake_later`) |
+| `ConvertMiss` | `convert.lookup` | `ConvertFollow`, `Convert(round + 1)` (in-process claimant |
+| | | done), `ConvertClaimed`; unclaimed after `ROUNDS` rounds (`convert.claim`) |
+| `ConvertFollow` | `convert.claim` | `Convert(round + 1)` (claim released) (`convert.wait`) |
+| `ConvertClaimed` | `convert.claim` | `Source` (the original through our own listener: |
+| | | its normal cache path) (`convert.fetch_source`) |
+| `Source` | `convert.fetch_source` | `Converted` (converted and stored) (`convert.make`) |
 | terminal | | `answer.send`: `Fresh` HIT, `Stale` UPDATING/STALE, `Revalidated`, `Join` HIT, |
-| | | `Filling` MISS/EXPIRED, `Uncached` PASS (MISS for a HEAD miss) |
+| | | `Filling` MISS/EXPIRED, `Uncached` PASS (MISS for a HEAD miss), `Converted` MISS |
 """
 
 from __future__ import annotations
@@ -130,11 +140,68 @@ class Uncached:
     bypass: bool = False  # the cache was not consulted (hit-for-pass, no usable store)
 
 
+@dataclass(frozen=True, slots=True)
+class Convert:
+    """A conversion of this request's source (`?preset=`): is a usable one stored?"""
+
+    image: Any  # policy.images.ImageRequest
+    round: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ConvertRefresh:
+    """A soft-purged conversion: served as it is while it is remade."""
+
+    body: Any  # CachedBody
+    age: float
+    image: Any
+    claim_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConvertMiss:
+    image: Any
+    claim_key: str  # one conversion at a time per key, across every process
+    round: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ConvertFollow:
+    image: Any
+    claim_key: str
+    round: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConvertClaimed:
+    image: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """The original's bytes and fields, as our own listener served them."""
+
+    image: Any
+    body: bytes
+    headers: Headers
+    format: str  # the negotiated output format
+    key: str  # the conversion's key
+
+
+@dataclass(frozen=True, slots=True)
+class Converted:
+    body: bytes
+    headers: Headers
+    stored: bool
+    status: CacheStatus = CacheStatus.MISS
+
+
 def generation(key: str, ban_id: int) -> str:
     """The claim key requests share after ban `ban_id` covered the fill holding `key`'s
     claim (that fill keeps the key's claim for its own readers)."""
     return f"{key}\x1e#{ban_id}"
 
 
-Terminal = Fresh | Stale | Revalidated | Join | Filling | Uncached
-Step = Lookup | Refresh | Miss | Follow | Current | Claimed | Terminal
+Terminal = Fresh | Stale | Revalidated | Join | Filling | Uncached | Converted
+Step = (Lookup | Refresh | Miss | Follow | Current | Claimed | Convert | ConvertRefresh
+        | ConvertMiss | ConvertFollow | ConvertClaimed | Source | Terminal)

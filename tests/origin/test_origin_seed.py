@@ -53,6 +53,11 @@ def test_seed_is_deterministic(tmp_path: Path) -> None:
         "/media/docs/sample.pdf",
         "/media/private/report.pdf",
         "/media/video/sample.mp4",
+        # pyvips is a dev dependency: the conversion samples are always there in tests
+        "/media/images/photo-rotated.jpg",
+        "/media/images/logo-alpha.png",
+        "/media/images/landscape.webp",
+        "/media/images/animated.gif",
     }
 
 
@@ -108,3 +113,22 @@ def test_video_is_mp4_shaped(seeded_store: MediaStore) -> None:
     assert head[4:8] == b"ftyp"
     assert head[28:32] == b"mdat"
     assert struct.unpack(">I", head[24:28])[0] == VIDEO_BYTES - 24
+
+
+def test_conversion_samples_are_what_they_claim(seeded_store: MediaStore) -> None:
+    import pyvips
+
+    photo = pyvips.Image.new_from_buffer(_body(seeded_store, "/media/images/photo-rotated.jpg"),
+                                         "")
+    assert (photo.get("vips-loader"), photo.width, photo.height) == ("jpegload_buffer", 1200,
+                                                                       800)
+    assert photo.get("orientation") == 6
+    logo = pyvips.Image.new_from_buffer(_body(seeded_store, "/media/images/logo-alpha.png"), "")
+    assert logo.hasalpha() and logo(0, 0)[3] == 0 and logo(200, 200)[3] == 255
+    webp = pyvips.Image.new_from_buffer(_body(seeded_store, "/media/images/landscape.webp"), "")
+    assert (webp.get("vips-loader"), webp.width) == ("webpload_buffer", 800)
+    gif = pyvips.Image.new_from_buffer(_body(seeded_store, "/media/images/animated.gif"), "",
+                                       n=-1)
+    assert (gif.get("n-pages"), gif.get("page-height"), gif.width) == (10, 120, 160)
+    revision = seeded_store.lookup("/media/images/animated.gif")
+    assert revision is not None and revision.content_type == "image/gif"

@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 LIFECYCLE = ROOT / "proxy" / "lifecycle"
 # Each path does one I/O step and returns the next step.
-PATHS = {"hit", "collapse", "follow", "miss", "revalidate", "passthrough", "purge"}
+PATHS = {"hit", "collapse", "follow", "miss", "revalidate", "passthrough", "purge", "convert"}
 # Below the paths: what they may share. `fill` (the fill runner) is used by miss and revalidate.
 SHARED = {"steps", "context", "admit", "authorize", "streams", "fill"}
 
