@@ -11,7 +11,7 @@ import dataclasses
 from aiohttp import web
 
 from proxy.errors import BadRequest, StoreError
-from proxy.exchange import KEY_KEY, PEER_KEY, TARGET_KEY
+from proxy.exchange import KEY_KEY, PEER_KEY, TARGET_KEY, Exchange
 from proxy.lifecycle.context import Context
 from proxy.policy import cachekey, decide, forward, vary
 from proxy.policy.headers import Headers, end_to_end
@@ -66,6 +66,21 @@ def with_variant(ctx: Context, target: cachekey.Target, request: web.BaseRequest
     if not names:
         return target
     return dataclasses.replace(target, variant=vary.variant(names, vary_fields(ctx, request)))
+
+
+def revary(ctx: Context, ex: Exchange) -> bool:
+    """An entry just stored (here or in another process) may vary, while this request's key
+    was made before its Vary record existed: name the request's variant now (True when it
+    changed), so it finds that entry instead of fetching again."""
+    if ex.target.variant:
+        return False
+    ctx.vary_known.pop(ex.target.url_key)
+    varied = with_variant(ctx, ex.target, ex.request)
+    if not varied.variant:
+        return False
+    ex.target = varied
+    ex.request[TARGET_KEY] = varied
+    return True
 
 
 def vary_fields(ctx: Context, request: web.BaseRequest) -> Headers:

@@ -17,7 +17,7 @@ from aiohttp import web
 from proxy import deliver
 from proxy.exchange import Exchange
 from proxy.lifecycle import steps
-from proxy.lifecycle.admit import fields
+from proxy.lifecycle.admit import fields, revary
 from proxy.lifecycle.context import Context
 from proxy.policy import decide, respond
 from proxy.policy.headers import get
@@ -77,6 +77,9 @@ def current(ctx: Context, ex: Exchange, step: steps.Current) -> steps.Fresh | st
     this request may have it as it is."""
     key = ex.key
     cached = ctx.lookup(key)
+    if cached is None and revary(ctx, ex):
+        key = ex.key
+        cached = ctx.lookup(key)
     if cached is None:
         return steps.Miss(step.stale, step.status, step.round + 1, step.claim_key)
     decision = decide.on_request_facts(ctx.facts(key, cached.meta), fields(ex.request),

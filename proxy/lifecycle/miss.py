@@ -15,7 +15,7 @@ from proxy.errors import OriginError, StoreError
 from proxy.exchange import Exchange
 from proxy.lifecycle import fill as fills
 from proxy.lifecycle import steps
-from proxy.lifecycle.admit import fields, forward_headers, vary_fields
+from proxy.lifecycle.admit import fields, forward_headers, revary, vary_fields
 from proxy.lifecycle.context import Context
 from proxy.origin import OriginResponse
 from proxy.policy import decide, revalidate, vary
@@ -77,8 +77,10 @@ def committed_meanwhile(ctx: Context, ex: Exchange, cached: CachedBody | None
     """Another process may have committed or refreshed the key between our lookup and our
     claim: that, if it is new to us and usable as it is now (a stale entry is what we are
     here to replace)."""
+    current = ctx.lookup(ex.key)
+    if current is None and revary(ctx, ex):
+        current = ctx.lookup(ex.key)
     key = ex.key
-    current = ctx.lookup(key)
     if current is None:
         return None
     if ctx.ban_for(key, current.meta) is not None:
