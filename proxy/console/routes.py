@@ -128,15 +128,21 @@ async def login(request: web.Request) -> web.Response:
         return _html(views.login(disabled=True), 403)
     address = request.remote or "unknown"
     locked = console.throttle.locked_for(address)
-    if locked:
-        response = _html(views.login(f"Too many refused tokens: try again in {locked:.0f} s."),
+    if locked or not console.throttle.begin(address):
+        wait = max(locked, 1.0)
+        response = _html(views.login(f"Too many refused tokens: try again in {wait:.0f} s."),
                          429)
-        response.headers["Retry-After"] = str(int(locked) + 1)
+        response.headers["Retry-After"] = str(int(wait) + 1)
         return response
-    form = await request.post()
-    given = form.get("token")
-    if not isinstance(given, str) or not token_matches(given, admin_token):
-        console.throttle.failed(address)
+    try:
+        form = await request.post()
+        given = form.get("token")
+        right = isinstance(given, str) and token_matches(given, admin_token)
+        if not right:
+            console.throttle.failed(address)  # counted before the attempt's slot is freed
+    finally:
+        console.throttle.end(address)
+    if not right:
         await asyncio.sleep(FAILURE_DELAY_SECONDS)  # slows guessing; other requests go on
         return _html(views.login("That is not the admin token."), 401)
     console.throttle.succeeded(address)

@@ -103,6 +103,27 @@ class Throttle:
         self._clock = clock
         self._failures: OrderedDict[str, list[float]] = OrderedDict()
         self._locked: dict[str, float] = {}
+        # Sign-ins being checked now, per address: counted before their body is read, so
+        # parallel connections cannot all pass the check before the first failure lands.
+        self._in_flight: dict[str, int] = {}
+
+    def begin(self, address: str) -> bool:
+        """Reserve one attempt for `address` (False: as many are already in flight as the
+        lockout allows failures); pair with `end`."""
+        now = self._clock()
+        recent = [t for t in self._failures.get(address, []) if now - t < FAILURE_WINDOW_SECONDS]
+        in_flight = self._in_flight.get(address, 0)
+        if len(recent) + in_flight >= MAX_FAILURES:
+            return False
+        self._in_flight[address] = in_flight + 1
+        return True
+
+    def end(self, address: str) -> None:
+        left = self._in_flight.get(address, 0) - 1
+        if left > 0:
+            self._in_flight[address] = left
+        else:
+            self._in_flight.pop(address, None)
 
     def locked_for(self, address: str) -> float:
         """Seconds this address stays locked out (0: it may try)."""

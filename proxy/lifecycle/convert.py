@@ -34,6 +34,7 @@ from proxy.lifecycle.admit import fields
 from proxy.lifecycle.authorize import authorize
 from proxy.lifecycle.context import Context
 from proxy.policy import cachekey, decide, imageformat, imagekey, images
+from proxy.policy.access import Access
 from proxy.policy.bans import response_tags
 from proxy.policy.freshness import StoredResponse
 from proxy.policy.headers import Headers, get
@@ -82,8 +83,9 @@ def lookup(ctx: Context, ex: Exchange, step: steps.Convert
     if source is None:
         return miss
     source.close()  # its fields are all we need
-    ban = ctx.ban_for(source.key, source.meta)
-    if ban is not None and not ban.soft:
+    if ctx.ban_for(source.key, source.meta) is not None:
+        # The original itself is purged, hard or soft: what it is now (its access policy
+        # included) is known only once it is revalidated, which the remake does.
         return miss
     fmt = imageformat.negotiate(image.format, accepted, imageformat.format_of_type(
         get(source.meta.headers, "content-type") or ""))
@@ -93,7 +95,8 @@ def lookup(ctx: Context, ex: Exchange, step: steps.Convert
         return miss
     ban = banned(ctx, key, cached.meta)
     same_source = get(cached.meta.headers, imagekey.SOURCE_VALIDATOR) == validator(
-        source.meta.headers)
+        source.meta.headers) and _access(ctx, ex, cached.meta.headers) is _access(
+        ctx, ex, source.meta.headers)  # an access change keeps the validator, not the copy
     decision = decide.on_request_facts(ctx.facts(key, cached.meta), fields(ex.request),
                                        ctx.clock())
     if (ban is not None and not ban.soft) or not same_source or not isinstance(
@@ -104,6 +107,10 @@ def lookup(ctx: Context, ex: Exchange, step: steps.Convert
         return steps.ConvertRefresh(ex.held.body(cached), decision.age_seconds, image,
                                     miss.claim_key)
     return steps.Fresh(ex.held.body(cached), decision.age_seconds)
+
+
+def _access(ctx: Context, ex: Exchange, headers: Headers) -> Access:
+    return ctx.access.for_object(ex.target.path, headers)
 
 
 def remake_later(ctx: Context, ex: Exchange, step: steps.ConvertRefresh) -> steps.Stale:
