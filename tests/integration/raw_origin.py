@@ -14,6 +14,8 @@ import asyncio
 import re
 from dataclasses import dataclass, field
 
+from tests.integration.loopback import LoopbackServer
+
 _REQUEST_LINE = re.compile(rb"[A-Z][A-Z-]{0,19} /[\x21-\x7e]* HTTP/1\.1")
 
 
@@ -32,26 +34,13 @@ class Received:
 
 
 @dataclass
-class RawOrigin:
+class RawOrigin(LoopbackServer):
     requests: list[Received] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     raw: bytearray = field(default_factory=bytearray)
     port: int = 0
     extra_headers: dict[str, list[str]] = field(default_factory=dict)  # path -> header lines
     _server: asyncio.Server | None = None
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def count(self, path: str) -> int:
         return sum(1 for r in self.requests if r.path == path)

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
 
+from tests.integration.loopback import LoopbackServer
+
 
 @dataclass
 class Script:
@@ -35,26 +37,13 @@ class Seen:
 
 
 @dataclass
-class ScriptedOrigin:
+class ScriptedOrigin(LoopbackServer):
     clock: Callable[[], float]
     scripts: dict[str, Script] = field(default_factory=dict)
     seen: list[Seen] = field(default_factory=list)
     closed: list[asyncio.Event] = field(default_factory=list)  # one per connection, set on EOF
     port: int = 0
     _server: asyncio.Server | None = None
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def count(self, path: str) -> int:
         return sum(1 for s in self.seen if s.path == path)
