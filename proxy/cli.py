@@ -83,6 +83,9 @@ def cmd_sign(args: argparse.Namespace) -> int:
         sys.stderr.write("mediaproxy: --ttl must be > 0\n")
         return 2
     base = args.base_url or f"http://{config.server.listen}"
+    if not args.path.startswith("/"):
+        sys.stderr.write(f"mediaproxy: the path must start with '/', got {args.path!r}\n")
+        return 2
     try:
         url = sign_url(base.rstrip("/") + args.path, key_id=key_id, secret=keys[key_id],
                        ttl_seconds=args.ttl, prefix=args.prefix, ip=args.ip)

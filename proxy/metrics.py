@@ -108,7 +108,11 @@ class Metrics:
 
     def init_images(self, presets: Iterable[str]) -> None:
         """Conversion series, created from zero for every configured preset (and free_form):
-        labels come only from the configuration and the closed sets above."""
+        labels come only from the configuration and the closed sets above. Called again (a
+        reload keeps the registry), it only adds the series of new presets."""
+        if hasattr(self, "conversions"):
+            self._image_series(presets)
+            return
         self.conversions = Counter(
             "mediaproxy_image_conversions",
             "Image conversions, by preset, output format and outcome (ok, not_allowed, "
@@ -140,7 +144,11 @@ class Metrics:
             "Conversions running in the conversion processes.",
             registry=self.registry, multiprocess_mode="livesum",
         )
-        self.image_presets = frozenset(presets) | {"free_form"}
+        self.image_presets: frozenset[str] = frozenset()
+        self._image_series(presets)
+
+    def _image_series(self, presets: Iterable[str]) -> None:
+        self.image_presets = self.image_presets | frozenset(presets) | {"free_form"}
         for fmt in CONVERSION_FORMATS:
             self.conversion_duration.labels(fmt)
             for preset in self.image_presets:

@@ -238,9 +238,10 @@ async def _reload_single(config_path: str | None, current: Generation) -> Genera
     try:
         await fresh.prepare()
         await fresh.listen()
-    except StartupError as exc:
-        log.error("reload failed, still running the previous configuration: %s", exc.message,
-                  extra={"event": "reload_failed", "error": exc.message})
+    except Exception as exc:  # whatever the new one hit, the running one keeps serving
+        message = exc.message if isinstance(exc, StartupError) else repr(exc)
+        log.error("reload failed, still running the previous configuration: %s", message,
+                  extra={"event": "reload_failed", "error": message})
         await fresh.close()
         return None
     log.info("reloaded: %s", ", ".join(changed) or "no setting changed",

@@ -47,7 +47,11 @@ def free_form_url(url: str, *, width: int = 0, height: int = 0, fit: str = "insi
     """A signed free-form conversion (needs images.allow_free_form): the signature covers the
     path and every parameter. `url` is a path, or an absolute URL; no query of its own."""
     scheme, sep, rest = url.partition("://")
-    host, path = (rest.split("/", 1)[0], "/" + rest.split("/", 1)[1]) if sep else ("", url)
+    if sep:
+        host, _, tail = rest.partition("/")
+        path = "/" + tail
+    else:
+        scheme, host, path = "", "", url
     key = secret.encode("utf-8") if isinstance(secret, str) else secret
     query = images.sign_free_form(path, width=width, height=height, fit=fit, fmt=fmt,
                                   quality=quality, key_id=key_id, secret=key)

@@ -121,6 +121,8 @@ def test_every_subcommand_reads_mediaproxy_config(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("http://127.0.0.1:9999/media/a.pdf?") and "kid=env" in (
         result.stdout)
+    relative = run("sign", "media/a.pdf", env=clean_env(MEDIAPROXY_CONFIG=str(path)))
+    assert relative.returncode == 2 and "must start with '/'" in relative.stderr
 
 
 def test_cluster_mode_without_redis_says_what_to_install(monkeypatch: pytest.MonkeyPatch

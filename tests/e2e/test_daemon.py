@@ -268,3 +268,26 @@ def test_workers_cannot_pick_up_another_distributions_proxy_module(
         assert "the wrong proxy package" not in log_path.read_text()
     finally:
         assert stop(proc) == 0
+
+
+def test_a_reload_with_image_presets_and_one_worker_keeps_serving(
+        tmp_path: Path, origin_process: Running) -> None:
+    """The shipped demo configuration (one process, image presets): a reload re-creates the
+    conversion metrics on the registry the process keeps; it must not take the process down."""
+    put(origin_process, "/r/p.bin", b"p" * 100)
+    proxy = start_proxy(tmp_path, origin_process.url, workers=1,
+                        extra="[images.presets.thumb]\nwidth = 64\nheight = 64\n")
+    try:
+        for _ in range(2):
+            edit(proxy, "workers = 1\n", "workers = 1\n")  # no change: a plain reload
+            proxy.proc.send_signal(signal.SIGHUP)
+            wait_for("the reload", lambda: sum(
+                e["event"] == "reload" for e in events(proxy)) >= 1)
+            assert proxy.proc.poll() is None
+            assert get(proxy.url + "/r/p.bin")[2] == b"p" * 100
+        with urllib.request.urlopen(proxy.admin_url + "/metrics", timeout=10) as r:
+            series = (b"mediaproxy_image_conversions_total"
+                      b'{format="webp",outcome="ok",preset="thumb"}')
+            assert series in r.read()
+    finally:
+        assert stop(proxy.proc) == 0

@@ -56,3 +56,12 @@ def test_remake_budget_paces_remakes() -> None:
     assert [budget.try_take() for _ in range(2)] == [True, False]
     now[0] = 100.0
     assert sum(budget.try_take() for _ in range(10)) == 2  # never more than the burst
+
+
+def test_free_form_url_from_a_path_or_an_absolute_url() -> None:
+    from proxy.srcset import free_form_url
+
+    for url, start in (("/media/a.jpg", "/media/a.jpg?"),
+                       ("https://cdn.example/media/a.jpg", "https://cdn.example/media/a.jpg?")):
+        signed = free_form_url(url, width=200, key_id="k1", secret="0123456789abcdef0123")
+        assert signed.startswith(start) and signed.count("/media/a.jpg") == 1
