@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pytest_aiohttp import AiohttpClient
 
-import origin.db
+import origin.bodies
 from origin.app import STATS_KEY, create_app
 from origin.conditional import parse_http_date
 from tests.origin.origin_testing import (
@@ -194,7 +194,7 @@ async def test_head_ignores_range(client: Client) -> None:
 
 
 async def test_ranges_across_segments(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(origin.db, "SEGMENT_BYTES", 1000)
+    monkeypatch.setattr(origin.bodies, "SEGMENT_BYTES", 1000)
     await publish(client, "/seg", BODY)
     async with client.get("/seg") as resp:
         assert await resp.read() == BODY
