@@ -43,6 +43,9 @@ async def send(ctx: Context, ex: Exchange, step: steps.Terminal) -> web.StreamRe
     match step:
         case steps.Fresh(body=FrontEntry() as entry, age=age):
             return await memory(ctx, request, entry, age)
+        case steps.Fresh(body=body, age=age, status=status, ttl=float() as ttl):
+            outcome = CacheOutcome(status, ttl=ttl)  # judged by the step already
+            return await stored(ctx, request, body, age, status, member=_member(ctx, outcome))
         case steps.Fresh(body=body, age=age, status=status) | steps.Stale(
                 body=body, age=age, status=status):
             outcome = CacheOutcome(status, ttl=_ttl(ctx, body.key, body.meta, age))

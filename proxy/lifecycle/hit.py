@@ -56,12 +56,13 @@ def lookup(ctx: Context, ex: Exchange) -> steps.Fresh | steps.Refresh | steps.Mi
     ex.held.body(cached)
     if ban is not None:
         cached.meta = dataclasses.replace(cached.meta, invalidated=True)
-    decision = decide.on_request_facts(ctx.facts(key, cached.meta), fields(ex.request),
-                                       ctx.clock())
+    known = ctx.facts(key, cached.meta)
+    decision = decide.on_request_facts(known, fields(ex.request), ctx.clock())
     match decision:
         case decide.Serve(age_seconds=age):
             entry = remember(ctx, cached) if ban is None else None
-            return steps.Fresh(entry if entry is not None else cached, age)
+            return steps.Fresh(entry if entry is not None else cached, age,
+                               ttl=known.lifetime_seconds - age)
         case decide.Revalidate():
             return steps.Miss(cached, CacheStatus.EXPIRED)
         case decide.Fetch():
@@ -82,12 +83,13 @@ def current(ctx: Context, ex: Exchange, step: steps.Current) -> steps.Fresh | st
         cached = ctx.lookup(key)
     if cached is None:
         return steps.Miss(step.stale, step.status, step.round + 1, step.claim_key)
-    decision = decide.on_request_facts(ctx.facts(key, cached.meta), fields(ex.request),
-                                       ctx.clock())
+    known = ctx.facts(key, cached.meta)
+    decision = decide.on_request_facts(known, fields(ex.request), ctx.clock())
     if ctx.ban_for(key, cached.meta) is not None or not isinstance(decision, decide.Serve):
         cached.close()  # purged, or not usable for this request: claim and fetch
         return steps.Miss(step.stale, step.status, step.round + 1, step.claim_key)
-    return steps.Fresh(ex.held.body(cached), decision.age_seconds)
+    return steps.Fresh(ex.held.body(cached), decision.age_seconds,
+                       ttl=known.lifetime_seconds - decision.age_seconds)
 
 
 def remember(ctx: Context, cached: CachedBody) -> FrontEntry | None:

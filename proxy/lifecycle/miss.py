@@ -88,10 +88,11 @@ def committed_meanwhile(ctx: Context, ex: Exchange, cached: CachedBody | None
         return None
     replaced = cached is None or current.filename != cached.filename or (
         current.meta.response_time > cached.meta.response_time)
-    decision = decide.on_request_facts(ctx.facts(key, current.meta), fields(ex.request),
-                                       ctx.clock())
+    known = ctx.facts(key, current.meta)
+    decision = decide.on_request_facts(known, fields(ex.request), ctx.clock())
     if replaced and isinstance(decision, decide.Serve):
-        return steps.Fresh(ex.held.body(current), decision.age_seconds)
+        return steps.Fresh(ex.held.body(current), decision.age_seconds,
+                           ttl=known.lifetime_seconds - decision.age_seconds)
     current.close()
     return None
 

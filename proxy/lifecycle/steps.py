@@ -100,6 +100,7 @@ class Fresh:
     body: Any  # CachedBody, or FrontEntry for the memory tier
     age: float
     status: CacheStatus = CacheStatus.HIT
+    ttl: float | None = None  # freshness left, when the step already judged it
 
 
 @dataclass(frozen=True, slots=True)
