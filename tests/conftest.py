@@ -180,3 +180,18 @@ async def make_proxy(tmp_path: Path, origin: Origin) -> AsyncIterator[ProxyFacto
 @pytest.fixture
 async def proxy(make_proxy: ProxyFactory) -> ProxyClient:
     return await make_proxy()
+
+
+async def start_admin(proxy: ProxyClient, **client_args: Any
+                      ) -> TestClient[web.Request, web.Application]:
+    """The admin listener (`create_admin_app`) of a test proxy, on its own loopback port."""
+    from prometheus_client import CollectorRegistry
+
+    from proxy.admin import create_admin_app
+
+    app = create_admin_app(proxy.runtime.config, CollectorRegistry(),
+                           lambda: proxy.runtime.store)
+    admin = TestClient(TestServer(app, host="127.0.0.1", port=free_port()), timeout=TIMEOUT,
+                       **client_args)
+    await admin.start_server()
+    return admin

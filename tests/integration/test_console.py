@@ -14,11 +14,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from prometheus_client import CollectorRegistry
 
-from proxy.admin import create_admin_app
 from proxy.console.sessions import COOKIE, MAX_FAILURES
-from tests.conftest import TIMEOUT, Origin, ProxyClient, ProxyFactory, free_port
+from tests.conftest import Origin, ProxyClient, ProxyFactory, free_port, start_admin
 from tests.integration.test_proxy import settled
 
 TOKEN = "console-token-0123456789"
@@ -45,11 +43,8 @@ class Console:
 async def start_console(make_proxy: ProxyFactory, **sections: Any) -> Console:
     proxy = await make_proxy(admin={"token": TOKEN}, cache={"eviction_interval_seconds": 0.05},
                              **sections)
-    app = create_admin_app(proxy.runtime.config, CollectorRegistry(),
-                           lambda: proxy.runtime.store)
-    admin = TestClient(TestServer(app, host="127.0.0.1", port=free_port()), timeout=TIMEOUT,
-                       cookie_jar=aiohttp.DummyCookieJar())  # cookies only where a test sends them
-    await admin.start_server()
+    # Cookies only where a test sends them.
+    admin = await start_admin(proxy, cookie_jar=aiohttp.DummyCookieJar())
     return Console(proxy, admin)
 
 

@@ -11,11 +11,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from prometheus_client import CollectorRegistry
 
 from origin.app import STATS_KEY
-from proxy.admin import create_admin_app
-from tests.conftest import TIMEOUT, Origin, ProxyFactory, free_port
+from tests.conftest import TIMEOUT, Origin, ProxyFactory, free_port, start_admin
 from tests.integration.test_proxy import settled
 
 TOKEN = "purge-token-0123456789"
@@ -39,11 +37,7 @@ async def start_node(make_proxy: ProxyFactory, **sections: Any) -> Node:
     admin_section = {"token": TOKEN, **sections.pop("admin", {})}
     proxy = await make_proxy(admin=admin_section, cache={"eviction_interval_seconds": 0.05},
                              **sections)
-    app = create_admin_app(proxy.runtime.config, CollectorRegistry(),
-                           lambda: proxy.runtime.store)
-    admin = TestClient(TestServer(app, host="127.0.0.1", port=free_port()), timeout=TIMEOUT)
-    await admin.start_server()
-    return Node(proxy, admin)
+    return Node(proxy, await start_admin(proxy))
 
 
 @pytest.fixture

@@ -309,6 +309,8 @@ async def test_session_fields_never_reach_the_origin_on_reads(
     '{"url": "/a' + "\\ud800" + '"}',
     '{"prefix": "\\udfff/"}',
     '{"tag": "\\ud83d"}',
+    '{"url": "http://[::1/a.jpg"}',  # urlsplit cannot split these (the attack review's)
+    '{"prefix": "http://[x]/m/"}',
 ])
 async def test_hostile_purge_json_gets_400(make_proxy: ProxyFactory, scripted: Scripted,
                                            body: str) -> None:
