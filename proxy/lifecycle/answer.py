@@ -23,7 +23,7 @@ from proxy.lifecycle.fill import resume_from_origin
 from proxy.lifecycle.streams import streaming
 from proxy.origin import OriginResponse
 from proxy.policy import respond, session
-from proxy.policy.cache_status import CacheOutcome, Forward, member
+from proxy.policy.cache_status import CacheOutcome, Forward, fresh_hit, member
 from proxy.policy.freshness import StoredResponse, current_age
 from proxy.policy.headers import Headers
 from proxy.status import CacheStatus
@@ -107,8 +107,8 @@ async def memory(ctx: Context, request: web.BaseRequest, entry: FrontEntry, age:
     if request.method == "GET" and not any(name in headers for name in PLAN_FIELDS) and (
             SESSION_GRANTED_KEY not in request):
         request[deliver.BYTES_KEY] = len(entry.body)
-        status_member = _member(ctx, CacheOutcome(CacheStatus.HIT, ttl=(
-            entry.facts.lifetime_seconds - age)))
+        status_member = fresh_hit(ctx.via, entry.facts.lifetime_seconds - age) if (
+            ctx.config.server.cache_status) else None
         if entry.wire_head is not None and request.version == HttpVersion11 and (
                 request.keep_alive):
             tail = b"Age: %d\r\n\r\n" % max(0, math.floor(age))

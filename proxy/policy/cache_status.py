@@ -23,10 +23,10 @@ the cache closest to the origin, the last the one closest to the user agent).
 from __future__ import annotations
 
 import enum
+import functools
 import math
 from dataclasses import dataclass
 
-from proxy.policy.headers import Headers
 from proxy.policy.outcome import CacheStatus
 from proxy.policy.sfv import serialize_token_or_string
 
@@ -91,7 +91,7 @@ def member(cache_name: str, outcome: CacheOutcome) -> str | None:
     or None when the answer is the proxy's own (no member is added)."""
     if outcome.status in (CacheStatus.ERROR, CacheStatus.DENIED):
         return None
-    parts = [serialize_token_or_string(cache_name)]
+    parts = [_name(cache_name)]
     forward = forward_of(outcome)
     if forward is None:
         parts.append("hit")
@@ -107,21 +107,26 @@ def member(cache_name: str, outcome: CacheOutcome) -> str | None:
         if outcome.collapsed:
             parts.append("collapsed")
     if outcome.ttl is not None and math.isfinite(outcome.ttl):
-        # Whole seconds (sf-integer), rounded down so 0.4 s of staleness reads as stale.
-        ttl = max(-_SF_INTEGER_MAX, min(math.floor(outcome.ttl), _SF_INTEGER_MAX))
-        parts.append(f"ttl={ttl}")
+        parts.append(f"ttl={_seconds(outcome.ttl)}")
     detail = _detail(outcome)
     if detail is not None:
         parts.append(f"detail={serialize_token_or_string(detail)}")
     return "; ".join(parts)
 
 
-def append(fields: Headers, our_member: str | None) -> list[tuple[str, str]]:
-    """`fields` with our member added last to their Cache-Status (RFC 9211 §2): the field
-    lines the origin sent are kept as they are, in order, and ours is one more line, which
-    a recipient joins after them (RFC 9110 §5.3). Without a member, `fields` as they are."""
-    out = list(fields)
-    if our_member is not None:
-        out.append((FIELD, our_member))
-    return out
+def fresh_hit(cache_name: str, ttl: float) -> str:
+    """`member` of a plain HIT with its freshness left, built directly: the memory tier's hot
+    path (the same text as `member(cache_name, CacheOutcome(HIT, ttl=ttl))`)."""
+    if not math.isfinite(ttl):
+        return f"{_name(cache_name)}; hit"
+    return f"{_name(cache_name)}; hit; ttl={_seconds(ttl)}"
 
+
+@functools.lru_cache(maxsize=8)
+def _name(cache_name: str) -> str:
+    return serialize_token_or_string(cache_name)
+
+
+def _seconds(ttl: float) -> int:
+    # Whole seconds (sf-integer), rounded down so 0.4 s of staleness reads as stale.
+    return max(-_SF_INTEGER_MAX, min(math.floor(ttl), _SF_INTEGER_MAX))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.policy.cache_status import CacheOutcome, Forward, append, forward_of, member
+from proxy.policy.cache_status import CacheOutcome, Forward, forward_of, fresh_hit, member
 from proxy.policy.outcome import CacheStatus as S
 from proxy.policy.sfv import Item, Token, parse_list
 
@@ -70,13 +70,22 @@ def test_ttl_is_an_sf_integer() -> None:
 
 
 def test_our_member_goes_last() -> None:
+    from proxy.deliver import build_headers
+
     fields = [("Cache-Status", "OriginCache; hit"), ("Content-Type", "a/b"),
               ("cache-status", "Edge; fwd=uri-miss")]
-    out = append(fields, "mediaproxy; hit")
-    assert out == [*fields, ("Cache-Status", "mediaproxy; hit")]
+    out = list(build_headers(fields, S.HIT, "mediaproxy", cache_status="mediaproxy; hit").items())
     joined = ", ".join(v for k, v in out if k.lower() == "cache-status")
     parsed = parse_list([joined])
     assert parsed is not None
     assert [m.value for m in parsed if isinstance(m, Item)] == [
         Token("OriginCache"), Token("Edge"), Token("mediaproxy")]
-    assert append(fields, None) == fields
+    without = list(build_headers(fields, S.HIT, "mediaproxy").items())
+    assert [v for k, v in without if k.lower() == "cache-status"] == [
+        "OriginCache; hit", "Edge; fwd=uri-miss"]
+
+
+def test_the_memory_tier_member_is_the_same_text() -> None:
+    for name in ("mediaproxy", "edge 7"):
+        for ttl in (0.0, 0.4, -0.4, 599.9, -3600.0, 1e30, float("inf")):
+            assert fresh_hit(name, ttl) == member(name, CacheOutcome(S.HIT, ttl=ttl))
