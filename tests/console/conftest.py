@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -92,19 +93,33 @@ def shot(driver: WebDriver, directory: Path, name: str) -> Path:
 
 
 def wait_for(driver: WebDriver, condition: Callable[[WebDriver], object], what: str) -> None:
-    WebDriverWait(driver, BROWSER_SECONDS, poll_frequency=0.1).until(
+    # The live pages replace their rows as they poll: an element read mid-replacement is stale,
+    # which only means "look again".
+    WebDriverWait(driver, BROWSER_SECONDS, poll_frequency=0.1,
+                  ignored_exceptions=(StaleElementReferenceException,)).until(
         condition, f"not within {BROWSER_SECONDS:g} s: {what}")
 
 
 def text_of(driver: WebDriver, css: str) -> str:
-    return str(driver.find_element(By.CSS_SELECTOR, css).text)
+    for _ in range(20):
+        try:
+            return str(driver.find_element(By.CSS_SELECTOR, css).text)
+        except StaleElementReferenceException:  # replaced by the page's poll: read again
+            continue
+    raise AssertionError(f"{css} kept changing under the reader")
 
 
 def rows(driver: WebDriver, table: str) -> list[list[str]]:
-    """The cells of the table whose body is `data-table=table`."""
-    return [[str(td.text) for td in tr.find_elements(By.TAG_NAME, "td")]
-            for tr in driver.find_elements(By.CSS_SELECTOR,
-                                           f'tbody[data-table="{table}"] tr')]
+    """The cells of the table whose body is `data-table=table` (read again if the page's poll
+    replaced a row while it was being read)."""
+    for _ in range(20):
+        try:
+            return [[str(td.text) for td in tr.find_elements(By.TAG_NAME, "td")]
+                    for tr in driver.find_elements(By.CSS_SELECTOR,
+                                                   f'tbody[data-table="{table}"] tr')]
+        except StaleElementReferenceException:
+            continue
+    raise AssertionError(f"the {table} table kept changing under the reader")
 
 
 def sign_in(driver: WebDriver, admin_url: str, token: str) -> None:
