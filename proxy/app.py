@@ -24,7 +24,10 @@ from proxy import deliver
 from proxy.config import Config, ServerConfig
 from proxy.errors import AuthError, ImageRefused, ProxyError, StoreError
 from proxy.exchange import PEER_KEY, STATUS_KEY, record_status
+from proxy.lane.lane import Lane, LaneServer, aiohttp_fits, keep_tidy
+from proxy.lane.routes import Routes
 from proxy.lifecycle import Proxy
+from proxy.logs import ACCESS_LOGGER
 from proxy.metrics import Metrics
 from proxy.origin import OriginClient
 from proxy.policy import forward
@@ -149,6 +152,8 @@ class PublicApp:
         self._pool: ConversionPool | None = None
         self._maintenance: asyncio.Task[None] | None = None
         self._startup_check: asyncio.Task[None] | None = None
+        self._tidy: asyncio.Task[None] | None = None
+        self.lane: Lane | None = None  # made at start, when the memory tier keeps routes
         # Background store jobs run here, one at a time, so close() can wait for the one in
         # flight before the store is closed under it.
         self._jobs = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="maintenance")
@@ -170,17 +175,46 @@ class PublicApp:
         self._proxy = Proxy(self.config, self.store, self.origin, self.metrics, self.clock,
                             pool=self._pool)
         await self._proxy.start()
+        self.lane = self._make_lane(self._proxy.ctx.routes)
+        if self.lane is not None:
+            self._tidy = asyncio.create_task(keep_tidy(self.lane, self.flush_lane))
         if self.store is not None:
             self._maintenance = asyncio.create_task(self._maintain(self.store))
             self._startup_check = asyncio.create_task(self._check_leftovers(self.store))
 
+    def _make_lane(self, routes: Routes | None) -> Lane | None:
+        """The lane of this worker's connections, when routes are kept and this aiohttp
+        has the handler the lane was written against."""
+        if routes is None:
+            return None
+        if not aiohttp_fits():
+            log.warning("server.fast_hits: this aiohttp's request handler is not the one the "
+                        "lane was written for; every request takes the full path")
+            return None
+        server = self.config.server
+        trusted = forward.parse_networks(server.trusted_networks())
+        header = server.real_ip_header.lower()
+        # The access log aiohttp's handler writes (server.public_runner), by name.
+        logger = logging.getLogger(ACCESS_LOGGER) if self.config.log.access_log else None
+        return Lane(routes, max_line=server.max_url_bytes * 2 + 1024,
+                    max_field=server.max_header_bytes, clock=self.clock,
+                    touch=self.store.touch if self.store is not None else None,
+                    access_log=logger,
+                    real_ip=forward.RealIp(trusted, header) if trusted else None,
+                    real_ip_header=header.encode("ascii"))
+
+    def flush_lane(self) -> None:
+        if self.lane is not None:
+            self.lane.tally.flush(self.metrics)
+
     async def close(self) -> None:
-        for task in (self._maintenance, self._startup_check):
+        for task in (self._tidy, self._maintenance, self._startup_check):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await asyncio.to_thread(self._jobs.shutdown, True)
+        self.flush_lane()
         if self._proxy is not None:
             await self._proxy.close()
         if self._pool is not None:
@@ -191,8 +225,9 @@ class PublicApp:
 
     def make_server(self, **handler_args: Any) -> web.Server:
         server_config = self.config.server
-        return web.Server(
+        return LaneServer(
             self.handle,
+            lane_for=lambda: self.lane,
             request_factory=client_request_factory(server_config),
             # Above our own limit, so an over-long target gets our 414, not the parser's 400.
             max_line_size=server_config.max_url_bytes * 2 + 1024,

@@ -59,6 +59,9 @@ class ServerConfig:
     server_header: str = "mediaproxy"  # Server field of our answers (no version by default)
     cache_status: bool = True  # add our RFC 9211 Cache-Status member (named by `via`)
     x_cache: bool = True  # the X-Cache field (HIT, MISS, ...) as well
+    # Answer repeated plain GETs of memory-tier hits from the connection's parser, in front of
+    # the request pipeline (README: "The lane"); false = every request takes the full path.
+    fast_hits: bool = True
 
     def validate(self) -> None:
         _listen(self.listen, "server.listen")

@@ -24,6 +24,7 @@ from proxy.config import LogConfig
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 MAX_LOGGED_KEY = 2048
 MAX_LOGGED_FIELD = 512  # user agent, referer
+ACCESS_LOGGER = "mediaproxy.access"  # the logger of every access line
 
 
 def iso_time(seconds: float) -> str:
@@ -90,37 +91,50 @@ class AccessLogger(AbstractAccessLogger):
         from proxy.exchange import KEY_KEY, STATUS_KEY
 
         status = request.get(STATUS_KEY)
-        cache_status = status.value if status is not None else "-"
-        key = clip(request.get(KEY_KEY, request.path), MAX_LOGGED_KEY)
-        body_bytes = request.get(BYTES_KEY, response.body_length)
-        duration_ms = round(time_ * 1000, 3)
-        remote = request.remote or "-"
-        protocol = f"HTTP/{request.version.major}.{request.version.minor}"
-        user_agent = clip(request.headers.get("User-Agent", ""), MAX_LOGGED_FIELD)
-        referer = clip(request.headers.get("Referer", ""), MAX_LOGGED_FIELD)
-        end = time.time()
-        combined = (
-            f'{remote} - - [{time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(end))}] '
-            f'"{request.method} {_quote(key)} {protocol}" {response.status} {body_bytes} '
-            f'"{_quote(referer) or "-"}" "{_quote(user_agent) or "-"}" {cache_status} '
-            f"{time_:.3f}")
-        self.logger.info(
-            "%s %s %s %s %sB %.1fms %s", request.method, key, response.status, cache_status,
-            body_bytes, duration_ms, remote,
-            extra={
-                "method": request.method,
-                "key": key,
-                "status": response.status,
-                "cache_status": cache_status if status is not None else None,
-                "body_bytes": body_bytes,
-                "duration_ms": duration_ms,
-                "remote": request.remote,
-                "host": request.headers.get("Host"),
-                "protocol": protocol,
-                "user_agent": user_agent or None,
-                "referer": referer or None,
-                "pid": os.getpid(),
-                "ts_end": iso_time(end),
-                "combined": combined,
-            },
-        )
+        headers = request.headers
+        log_access(
+            self.logger, method=request.method, key=request.get(KEY_KEY, request.path),
+            status=response.status, cache_status=status.value if status is not None else None,
+            body_bytes=request.get(BYTES_KEY, response.body_length), seconds=time_,
+            remote=request.remote,
+            protocol=f"HTTP/{request.version.major}.{request.version.minor}",
+            host=headers.get("Host"), user_agent=headers.get("User-Agent", ""),
+            referer=headers.get("Referer", ""))
+
+
+def log_access(logger: logging.Logger | logging.LoggerAdapter[logging.Logger], *, method: str,
+               key: str, status: int, cache_status: str | None, body_bytes: int,
+               seconds: float, remote: str | None, protocol: str, host: str | None,
+               user_agent: str, referer: str) -> None:
+    """The access line of one request (aiohttp's handler and the lane both write it here)."""
+    key = clip(key, MAX_LOGGED_KEY)
+    user_agent = clip(user_agent, MAX_LOGGED_FIELD)
+    referer = clip(referer, MAX_LOGGED_FIELD)
+    shown_status = cache_status or "-"
+    duration_ms = round(seconds * 1000, 3)
+    end = time.time()
+    combined = (
+        f'{remote or "-"} - - [{time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(end))}] '
+        f'"{method} {_quote(key)} {protocol}" {status} {body_bytes} '
+        f'"{_quote(referer) or "-"}" "{_quote(user_agent) or "-"}" {shown_status} '
+        f"{seconds:.3f}")
+    logger.info(
+        "%s %s %s %s %sB %.1fms %s", method, key, status, shown_status,
+        body_bytes, duration_ms, remote or "-",
+        extra={
+            "method": method,
+            "key": key,
+            "status": status,
+            "cache_status": cache_status,
+            "body_bytes": body_bytes,
+            "duration_ms": duration_ms,
+            "remote": remote,
+            "host": host,
+            "protocol": protocol,
+            "user_agent": user_agent or None,
+            "referer": referer or None,
+            "pid": os.getpid(),
+            "ts_end": iso_time(end),
+            "combined": combined,
+        },
+    )

@@ -54,6 +54,19 @@ class Metrics:
             "Time from request to the last body byte handed to the kernel.",
             ["cache_status"], buckets=DURATION_BUCKETS, registry=registry,
         )
+        self.memory_hits = Counter(
+            "mediaproxy_memory_hits",
+            "Hits answered from a worker's memory tier (the lane's included), without a "
+            "disk lookup; the rest of mediaproxy_requests_total{cache_status=\"HIT\"} read "
+            "the disk index.",
+            registry=registry,
+        )
+        self.lane_hits = Counter(
+            "mediaproxy_lane_hits",
+            "Hits answered by the lane (pre-serialised memory-tier answers in front of the "
+            "request pipeline); they are counted in mediaproxy_requests_total too.",
+            registry=registry,
+        )
         self.origin_requests = Counter(
             "mediaproxy_origin_requests",
             "Requests sent to the origin, by outcome (ok, error, timeout).",

@@ -40,7 +40,7 @@ from proxy.daemon import (
     reload_config,
 )
 from proxy.errors import StartupError
-from proxy.logs import AccessLogger, configure
+from proxy.logs import ACCESS_LOGGER, AccessLogger, configure
 from proxy.metrics import Metrics
 from proxy.store.index import Store
 from proxy.store.janitor import pid_alive
@@ -150,7 +150,7 @@ def _access_log_args(config: Config) -> dict[str, object]:
     if not config.log.access_log:
         return {"access_log": None}
     return {"access_log_class": AccessLogger,
-            "access_log": logging.getLogger("mediaproxy.access")}
+            "access_log": logging.getLogger(ACCESS_LOGGER)}
 
 
 def public_runner(public: PublicApp, config: Config) -> web.ServerRunner:

@@ -23,6 +23,7 @@ from proxy.lifecycle.fill import resume_from_origin
 from proxy.lifecycle.streams import streaming
 from proxy.origin import OriginResponse
 from proxy.policy import respond, session
+from proxy.policy.access import Access
 from proxy.policy.cache_status import CacheOutcome, Forward, fresh_hit, member
 from proxy.policy.freshness import StoredResponse, current_age
 from proxy.policy.headers import Headers
@@ -114,6 +115,8 @@ async def memory(ctx: Context, request: web.BaseRequest, entry: FrontEntry, age:
             tail = b"Age: %d\r\n\r\n" % max(0, math.floor(age))
             if status_member is not None:  # ASCII by construction (sf-token or sf-string)
                 tail = b"Cache-Status: " + status_member.encode() + b"\r\n" + tail
+            if ctx.routes is not None:
+                _route(ctx, request, entry, entry.wire_head)
             return deliver.WireResponse(entry.meta.status, (entry.wire_head, tail, entry.body))
         fields = CIMultiDict((*entry.hit_headers, ("Age", str(max(0, math.floor(age))))))
         if status_member is not None:
@@ -131,6 +134,22 @@ async def memory(ctx: Context, request: web.BaseRequest, entry: FrontEntry, age:
     body = entry.body[plan.offset:plan.offset + length]
     request[deliver.BYTES_KEY] = len(body)
     return web.Response(status=plan.status, headers=out, body=body)
+
+
+def _route(ctx: Context, request: web.BaseRequest, entry: FrontEntry, head: bytes) -> None:
+    """Let the lane answer the same target from these bytes while they hold, when nothing
+    but the target decided this answer: no variant, a public object, no per-request
+    revalidation, an origin-form target as sent (ASCII, so its bytes are its text)."""
+    assert ctx.routes is not None
+    target = request.get(TARGET_KEY)
+    raw = request.raw_path
+    if target is None or target.variant or ctx.implicit_vary or not raw.startswith("/") or (
+            not raw.isascii()) or entry.facts.must_revalidate_always or (
+            entry.facts.recheck_seconds is not None):
+        return
+    if ctx.access.for_object(target.path, entry.meta.headers) is not Access.PUBLIC:
+        return
+    ctx.routes.add(raw.encode("ascii"), entry, head, entry.loaded_at)
 
 
 async def stored(ctx: Context, request: web.BaseRequest, cached: CachedBody, age: float,

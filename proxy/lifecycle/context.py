@@ -23,6 +23,7 @@ from proxy.callout import AuthCallout
 from proxy.config import Config, split_csv
 from proxy.errors import BadRequest, OriginError, StoreError
 from proxy.images.rate import RemakeBudget
+from proxy.lane.routes import Routes
 from proxy.lifecycle.streams import Stream
 from proxy.memo import Memo
 from proxy.metrics import Metrics
@@ -37,6 +38,8 @@ from proxy.store.front import FrontCache
 from proxy.store.index import CachedBody, Store
 
 log = logging.getLogger("proxy.handler")
+
+_NO_STORE = object()  # the ban table's identity when there is no store (never moves)
 
 # Never forwarded on a fill or revalidation: we ask for the whole current representation and
 # evaluate the client's own conditions and ranges against it ourselves.
@@ -77,6 +80,12 @@ class Context:
         memory = config.cache
         self.front = FrontCache(memory.memory_bytes, memory.memory_body_max_bytes,
                                 memory.memory_ttl_seconds) if memory.memory_bytes else None
+        # The lane's routes: targets just answered from the memory tier's pre-built bytes.
+        self.routes: Routes | None = None
+        if self.front is not None and config.server.fast_hits:
+            self.routes = Routes(config.server.via, config.server.cache_status,
+                                 memory.memory_ttl_seconds, self.bans_seen_now, clock)
+            self.front.on_drop = self.routes.drop_key
         auth = config.auth
         parsed_keys = tokens.parse_keys(auth.keys)
         self.keys: dict[str, bytes] = parsed_keys if isinstance(parsed_keys, dict) else {}
@@ -163,6 +172,16 @@ class Context:
             self.metrics.store_errors.labels("lookup").inc()
             log.warning("store lookup failed: %s", exc)
             return None
+
+    def bans_seen_now(self) -> object:
+        """This process's ban table as an identity: a new object whenever it moved (or could
+        not be read), so whatever was judged against the old one is judged again."""
+        if self.store is None:
+            return _NO_STORE
+        try:
+            return self.store.bans()
+        except StoreError:
+            return object()
 
     def ban_for(self, key: str, meta: StoredResponse) -> Ban | None:
         if self.store is None:

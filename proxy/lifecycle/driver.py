@@ -73,7 +73,9 @@ class Proxy:
                     return await self._run(ex, conversion)
             memory = hit.from_memory(ctx, target.key, request)  # the measured hot path
             if memory is not None:
-                return await answer.memory(ctx, request, memory.body, memory.age)
+                response = await answer.memory(ctx, request, memory.body, memory.age)
+                ctx.metrics.memory_hits.inc()  # once allowed (a 401/403 is no hit)
+                return response
             ex = Exchange(request, target, Held(ctx.pending))
             try:
                 async with ex.held:

@@ -114,7 +114,8 @@ def remember(ctx: Context, cached: CachedBody) -> FrontEntry | None:
     if get(hit_headers, "date") is not None and plan.status not in (204, 304):
         wire = deliver.wire_head(plan.status, reason(plan.status), hit_headers, len(body))
     entry = FrontEntry(cached.key, cached.filename, cached.rowid, cached.meta,
-                       ctx.facts(cached.key, cached.meta), body, hit_headers, wire)
+                       ctx.facts(cached.key, cached.meta), body, hit_headers, wire,
+                       loaded_at=ctx.clock())
     front.put(entry)
     return entry
 

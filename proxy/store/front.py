@@ -8,6 +8,7 @@ checked on every use, so purges are immediate regardless. Bounded by total body 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cachetools import TTLCache
@@ -28,6 +29,7 @@ class FrontEntry:
     body: bytes
     hit_headers: tuple[tuple[str, str], ...]  # a plain 200 HIT's headers, without Age
     wire_head: bytes | None = None  # the same, serialised with Content-Length, minus Age
+    loaded_at: float = 0.0  # when it was copied from disk (wall clock)
 
 
 def _size(entry: FrontEntry) -> int:
@@ -37,6 +39,9 @@ def _size(entry: FrontEntry) -> int:
 class FrontCache:
     def __init__(self, max_bytes: int, max_body_bytes: int, ttl_seconds: float) -> None:
         self.max_body_bytes = max_body_bytes
+        self.ttl_seconds = ttl_seconds
+        # Told when a key's copy is dropped or replaced here (the lane's routes to it die).
+        self.on_drop: Callable[[str], None] | None = None
         self._entries: TTLCache[str, FrontEntry] = TTLCache(
             maxsize=max(max_bytes, 1), ttl=ttl_seconds, getsizeof=_size)
 
@@ -44,11 +49,15 @@ class FrontCache:
         return self._entries.get(key)
 
     def put(self, entry: FrontEntry) -> None:
+        if self.on_drop is not None and entry.key in self._entries:
+            self.on_drop(entry.key)
         if _size(entry) <= self._entries.maxsize:
             self._entries[entry.key] = entry
 
     def drop(self, key: str) -> None:
         self._entries.pop(key, None)
+        if self.on_drop is not None:
+            self.on_drop(key)
 
     @property
     def bytes(self) -> int:
