@@ -40,6 +40,7 @@ from proxy.daemon import (
     reload_config,
 )
 from proxy.errors import StartupError
+from proxy.lane.lane import stop_serving
 from proxy.logs import ACCESS_LOGGER, AccessLogger, configure
 from proxy.metrics import Metrics
 from proxy.store.index import Store
@@ -53,6 +54,10 @@ log = logging.getLogger(__name__)
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 READY_DIR_ENV = "MEDIAPROXY_READY_DIR"  # workers drop ready-<pid> here once listening
 
+
+# On stop or reload: how long a connection accepted just before the listener closed may take
+# to deliver its first request (it is then answered, not dropped).
+FIRST_REQUEST_GRACE_SECONDS = 0.5
 
 METRICS_PREFIX = "mediaproxy-metrics-"
 READY_PREFIX = "mediaproxy-ready-"
@@ -184,7 +189,8 @@ class Generation:
         await _start_site(self.runner, self.config.server.listen, reuse_port=True)
 
     async def close(self) -> None:
-        await self.runner.cleanup()  # stops accepting, then open responses get the timeout
+        # Stops accepting, then open responses get the timeout.
+        await stop_serving(self.runner, FIRST_REQUEST_GRACE_SECONDS)
         await self.public.close()
 
 
@@ -265,7 +271,7 @@ async def run_worker(config: Config, index: int) -> None:
             Path(ready_dir, f"ready-{os.getpid()}").touch()
         await stop.wait()
     finally:
-        await runner.cleanup()
+        await stop_serving(runner, FIRST_REQUEST_GRACE_SECONDS)
         await public.close()
 
 

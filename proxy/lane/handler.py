@@ -139,6 +139,10 @@ class LaneHandler(web_protocol.RequestHandler):
         super().__init__(manager, **kwargs)
         self._lane_parse = LaneParse(lane)
 
+    def lane_heads(self) -> int:
+        """Request heads this connection has delivered so far (lane answers included)."""
+        return self._lane_parse.heads
+
     def data_received(self, data: bytes) -> None:
         state = self._lane_parse
         if state.off:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import time
 import urllib.request
@@ -108,3 +109,18 @@ def test_routes_in_both_workers_end_with_a_purge(tmp_path: Path,
     finally:
         assert stop(proxy.proc) == 0
     assert all(conn.at_eof() for conn in conns)  # idle keep-alive connections were closed
+
+
+def test_a_request_on_its_way_when_the_stop_begins_is_answered(
+        tmp_path: Path, origin_process: Running) -> None:
+    """A connection accepted just before a stop (or a reload's drain) whose request arrives
+    after the listener closed gets its answer, not a closed connection (aiohttp alone closes
+    every connection without a request as idle right after the listener)."""
+    put(origin_process, "/lw/late.bin", b"late" * 100)
+    proxy = start_proxy(tmp_path, origin_process.url, workers=1)
+    conn = Conn(proxy.url)
+    proxy.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.1)  # the listener is closing or closed; the request is still on its way
+    _fields, body = conn.get("/lw/late.bin")
+    assert body == b"late" * 100
+    assert stop(proxy.proc) == 0
