@@ -87,6 +87,9 @@ class LaneParse:
             self.logged = []
 
     def on_url(self, url: bytes) -> None:
+        if len(self.url) + len(url) > self.lane.max_line:
+            self.refused = True  # aiohttp answers 414/400; nothing more is kept here
+            return
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -123,7 +126,7 @@ class LaneParse:
         route = None
         if (not self.refused and (method == b"GET") and self.seen & _HOST_BIT
                 and self.headers <= MAX_HEADERS and parser.get_http_version() == "1.1"
-                and parser.should_keep_alive() and len(self.url) <= self.lane.max_line):
+                and parser.should_keep_alive()):
             route = self.lane.routes.answer(self.url, self.lane.clock())
         self.found.append(route)
         if self.logged is not None:
