@@ -12,6 +12,7 @@ may make the route again. Nothing here does I/O beyond one read of the ban signa
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 
 from proxy.policy.cache_status import fresh_hit
@@ -36,6 +37,7 @@ class Route:
         "initial_age",
         "key",
         "lifetime",
+        "memory_until",
         "response_time",
         "rowid",
         "tail",
@@ -43,13 +45,15 @@ class Route:
         "tail_ttl",
     )
 
-    def __init__(self, entry: FrontEntry, head: bytes, expires: float, bans: object) -> None:
+    def __init__(self, entry: FrontEntry, head: bytes, expires: float, bans: object,
+                 memory_until: float) -> None:
         facts = entry.facts
         self.key = entry.key
         self.entry = entry
         self.head = head
         self.body = entry.body
         self.expires = expires
+        self.memory_until = memory_until  # time.monotonic(): the memory copy's own end
         self.bans = bans
         self.initial_age = facts.initial_age_seconds
         self.response_time = facts.response_time
@@ -95,12 +99,14 @@ class Routes:
         facts = entry.facts
         fresh_until = facts.response_time + facts.lifetime_seconds - facts.initial_age_seconds
         expires = min(fresh_until, loaded_at + self._ttl)
-        if not math.isfinite(expires) or expires <= self._clock():
+        if not math.isfinite(expires) or expires <= self._clock() or (
+                entry.loaded_mono + self._ttl <= time.monotonic()):
             return
         old = self._by_target.get(target)
         if old is not None:
             self._forget(target, old)
-        self._by_target[target] = Route(entry, head, expires, self._bans())
+        self._by_target[target] = Route(entry, head, expires, self._bans(),
+                                        entry.loaded_mono + self._ttl)
         self._by_key.setdefault(entry.key, set()).add(target)
         self._bytes += len(target)
 
@@ -141,7 +147,10 @@ class Routes:
         route = self._by_target.get(target)
         if route is None:
             return None
-        if now >= route.expires or self._bans() is not route.bans:
+        # The memory copy's TTL runs on the monotonic clock, as the tier's own does: a wall
+        # clock stepped back must not keep a copy the tier has let go.
+        if now >= route.expires or time.monotonic() >= route.memory_until or (
+                self._bans() is not route.bans):
             self._forget(target, route)
             return None
         age = route.initial_age + (now - route.response_time if now > route.response_time

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -40,7 +41,8 @@ def entry(key: str = "/a", lifetime: float = 100.0, initial_age: float = 0.0,
     meta = StoredResponse(200, (("Content-Type", "image/png"),), response_time, response_time, 3)
     facts = Facts(lifetime_seconds=lifetime, initial_age_seconds=initial_age,
                   response_time=response_time, validator=True, must_revalidate_always=False)
-    return FrontEntry(key, "f", 1, meta, facts, b"abc", (), b"HEAD\r\n", loaded_at=T0)
+    return FrontEntry(key, "f", 1, meta, facts, b"abc", (), b"HEAD\r\n", loaded_at=T0,
+                      loaded_mono=time.monotonic())
 
 
 def routes(clock: Clock, bans: Bans, ttl: float = 1.0, cache_status: bool = True) -> Routes:
