@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+from pathlib import Path
 
-from tests.conftest import Origin, ProxyClient, ProxyFactory
+from tests.conftest import Clock, Origin, ProxyClient, ProxyFactory
 from tests.integration.wire import Wire
 
 BODY = os.urandom(2048)
@@ -202,3 +203,54 @@ async def test_a_lane_able_request_behind_a_slow_miss_waits_for_it(
     assert (await wire.get(PATH)).body == BODY
     assert lane_hits(on) == before + 1  # and the lane takes over again once it is idle
     await wire.close()
+
+
+async def test_routes_die_with_the_memory_copy_the_tier_evicts_for_room(
+        origin: Origin, make_proxy: ProxyFactory) -> None:
+    """The tier holds 64 KiB; routes must not keep (and serve) the copies it let go: 40
+    routed 16 KiB objects pinned 640 KiB for the memory TTL (65,536 routes x 128 KiB bodies:
+    8 GiB per worker)."""
+    proxy = await make_proxy(cache={"memory_bytes": 64 * 1024, "memory_ttl_seconds": 30})
+    body = os.urandom(16 * 1024)
+    paths = [f"/la/p/{i}.bin" for i in range(40)]
+    for path in paths:
+        await origin.publish(path, body, X_Media_Cache_Control="max-age=600")
+    wire = await Wire.open(proxy.port)
+    for _ in range(2):
+        for path in paths:
+            assert (await wire.get(path)).body == body
+    ctx = proxy.runtime.proxy.ctx
+    assert ctx.front is not None and ctx.routes is not None
+    routed = [path for path in paths if ctx.routes.targets_of(path)]
+    assert routed, "the last objects read are routed"
+    assert all(ctx.front.get(path) is not None for path in routed)
+    assert len(ctx.routes) * (len(body) + 1024) <= 64 * 1024
+    await wire.close()
+
+
+async def test_a_wall_clock_stepped_back_keeps_no_route_past_the_memory_ttl(
+        origin: Origin, make_proxy: ProxyFactory, tmp_path: Path) -> None:
+    """Worker A's clock steps back a minute (NTP); worker B stores a new version. A without
+    the lane reads it once its memory copy's TTL (monotonic) has passed: so must A with it."""
+    shared = {"dir": str(tmp_path / "shared"), "memory_ttl_seconds": 0.3}
+    seen = {}
+    for fast in (True, False):
+        path = f"/la/back-{fast}.bin"
+        await origin.publish(path, BODY, X_Media_Cache_Control="max-age=600")
+        wall = Clock()
+        a = await make_proxy(clock=wall, cache=shared, server={"fast_hits": fast})
+        b = await make_proxy(cache=shared)
+        wire = await Wire.open(a.port)
+        for _ in range(3):
+            assert (await wire.get(path)).body == BODY
+            await asyncio.sleep(0.02)
+        wall.offset -= 60
+        newer = os.urandom(2048)
+        await origin.publish(path, newer, X_Media_Cache_Control="max-age=600")
+        other = await Wire.open(b.port)
+        assert (await other.get(path, "Cache-Control: no-cache\r\n")).body == newer
+        await asyncio.sleep(0.4)  # past A's memory TTL
+        seen[fast] = (await wire.get(path)).body == newer
+        await wire.close()
+        await other.close()
+    assert seen == {False: True, True: True}
