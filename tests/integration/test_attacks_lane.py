@@ -180,7 +180,7 @@ async def test_a_pipeline_split_at_every_offset_gets_the_same_answers(
     """Two reads, cut at every byte: the lane answers a read only when it starts and ends
     at message boundaries, and the answers come back whole and in order."""
     on, off = await pair(origin, make_proxy)
-    pipeline = (GET + GET[:-2] + "Range: bytes=1-2\r\n\r\n" + GET + "GET /la/other HTTP/1.1"
+    pipeline = (GET + GET[:-2] + "Range: bytes=1-2\r\n\r\n" + GET + f"HEAD {PATH} HTTP/1.1"
                 "\r\nHost: test\r\n\r\n" + GET).encode()
     cases = {str(cut): [pipeline[:cut], pipeline[cut:]] for cut in range(1, len(pipeline))}
     assert await differences(on, off, cases, gap=0.03) == []
@@ -254,3 +254,37 @@ async def test_a_wall_clock_stepped_back_keeps_no_route_past_the_memory_ttl(
         await wire.close()
         await other.close()
     assert seen == {False: True, True: True}
+
+
+async def test_a_soft_purge_on_the_lane_connection_ends_the_route_as_it_does_the_copy(
+        origin: Origin, make_proxy: ProxyFactory) -> None:
+    answers = {}
+    for fast in (True, False):
+        proxy = await make_proxy(admin={"purge_networks": "127.0.0.1/32"},
+                                 server={"fast_hits": fast})
+        path = f"/la/soft-{fast}.bin"
+        await origin.publish(path, BODY, X_Media_Cache_Control="max-age=600")
+        wire = await Wire.open(proxy.port)
+        for _ in range(3):
+            assert (await wire.get(path)).body == BODY
+            await asyncio.sleep(0.02)
+        newer = os.urandom(2048)
+        await origin.publish(path, newer, X_Media_Cache_Control="max-age=600")
+        await wire.send(f"PURGE {path} HTTP/1.1\r\nHost: test\r\nX-Purge-Soft: 1\r\n\r\n"
+                        + f"GET {path} HTTP/1.1\r\nHost: test\r\n\r\n")
+        assert (await wire.answer()).status == 200
+        after = await wire.get(path)
+        answers[fast] = (after.field("X-Cache"), after.body == newer)
+        await wire.close()
+    assert answers[True] == answers[False]
+
+
+async def test_fragment_spellings_get_the_lifecycles_answer_and_no_routes(
+        origin: Origin, make_proxy: ProxyFactory) -> None:
+    on, off = await pair(origin, make_proxy)
+    assert on.runtime.proxy.ctx.routes is not None
+    routes = len(on.runtime.proxy.ctx.routes)
+    spellings = {str(i): [f"GET {PATH}#{i}{'x' * 4000} HTTP/1.1\r\nHost: test\r\n\r\n"
+                          .encode()] * 2 for i in range(20)}
+    assert await differences(on, off, spellings) == []
+    assert len(on.runtime.proxy.ctx.routes) == routes
