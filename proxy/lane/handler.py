@@ -29,6 +29,7 @@ _REFUSED = frozenset((
     b"content-length", b"transfer-encoding", b"expect", b"upgrade", b"te", b"trailer",
     b"cache-control", b"range", b"if-range", b"if-match", b"if-none-match",
     b"if-modified-since", b"if-unmodified-since", b"http2-settings",
+    b"sec-websocket-key1",  # aiohttp refuses the old WebSocket handshake (400)
 ))
 _FRAMING = frozenset((b"content-length", b"transfer-encoding"))
 # aiohttp refuses a request repeating one of these (400): so does the lane, by not answering.
@@ -95,7 +96,9 @@ class LaneParse:
     def on_header(self, name: bytes, value: bytes) -> None:
         lane = self.lane
         self.headers += 1
-        if len(name) > lane.max_field or len(value) > lane.max_field or b"\x00" in value:
+        # aiohttp counts a field's name and value together against max_field_size (for
+        # some fields only: refusing them all is the lifecycle's answer either way).
+        if len(name) + len(value) > lane.max_field or b"\x00" in value:
             self.refused = True
             return
         name = name.lower()

@@ -12,12 +12,16 @@ may make the route again. Nothing here does I/O beyond one read of the ban signa
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 
 from proxy.policy.cache_status import fresh_hit
 from proxy.store.front import FrontEntry
 
 MAX_ROUTES = 65536  # per worker; a full table makes no new routes until a sweep frees some
+# ... nor once its targets hold this many bytes (a client chooses them: 65,536 targets of
+# 16 KiB would be 1 GiB).
+MAX_TARGET_BYTES = 16 * 1024 * 1024
 
 
 class Route:
@@ -33,6 +37,7 @@ class Route:
         "initial_age",
         "key",
         "lifetime",
+        "memory_until",
         "response_time",
         "rowid",
         "tail",
@@ -40,13 +45,15 @@ class Route:
         "tail_ttl",
     )
 
-    def __init__(self, entry: FrontEntry, head: bytes, expires: float, bans: object) -> None:
+    def __init__(self, entry: FrontEntry, head: bytes, expires: float, bans: object,
+                 memory_until: float) -> None:
         facts = entry.facts
         self.key = entry.key
         self.entry = entry
         self.head = head
         self.body = entry.body
         self.expires = expires
+        self.memory_until = memory_until  # time.monotonic(): the memory copy's own end
         self.bans = bans
         self.initial_age = facts.initial_age_seconds
         self.response_time = facts.response_time
@@ -66,47 +73,72 @@ class Routes:
         self._bans = bans
         self._clock = clock
         self._by_target: dict[bytes, Route] = {}
-        self._by_key: dict[str, list[bytes]] = {}
+        self._by_key: dict[str, set[bytes]] = {}  # the targets routed to each key
+        self._bytes = 0  # of the targets in _by_target
 
     def __len__(self) -> int:
         return len(self._by_target)
 
+    @property
+    def target_bytes(self) -> int:
+        return self._bytes
+
+    def targets_of(self, key: str) -> frozenset[bytes]:
+        """The targets routed to `key` (for the tests: the index must match the table)."""
+        return frozenset(self._by_key.get(key, ()))
+
     def add(self, target: bytes, entry: FrontEntry, head: bytes, loaded_at: float) -> None:
         """The lifecycle answered `target` with `entry`'s pre-built bytes (`head`): route the
         same target there while the entry's copy, its freshness and the ban table hold."""
-        if len(self._by_target) >= MAX_ROUTES and target not in self._by_target:
+        if target not in self._by_target and (
+                len(self._by_target) >= MAX_ROUTES
+                or self._bytes + len(target) > MAX_TARGET_BYTES):
             return
+        if b"#" in target:
+            return  # a fragment: clients never send one, and each spelling would be a route
         facts = entry.facts
         fresh_until = facts.response_time + facts.lifetime_seconds - facts.initial_age_seconds
         expires = min(fresh_until, loaded_at + self._ttl)
-        if not math.isfinite(expires) or expires <= self._clock():
+        if not math.isfinite(expires) or expires <= self._clock() or (
+                entry.loaded_mono + self._ttl <= time.monotonic()):
             return
-        self._by_target[target] = Route(entry, head, expires, self._bans())
-        targets = self._by_key.setdefault(entry.key, [])
-        if target not in targets:
-            targets.append(target)
+        old = self._by_target.get(target)
+        if old is not None:
+            self._forget(target, old)
+        self._by_target[target] = Route(entry, head, expires, self._bans(),
+                                        entry.loaded_mono + self._ttl)
+        self._by_key.setdefault(entry.key, set()).add(target)
+        self._bytes += len(target)
+
+    def _forget(self, target: bytes, route: Route) -> None:
+        """Take `target` out of both indexes (its key's set goes when it empties)."""
+        del self._by_target[target]
+        self._bytes -= len(target)
+        targets = self._by_key.get(route.key)
+        if targets is not None:
+            targets.discard(target)
+            if not targets:
+                del self._by_key[route.key]
 
     def drop_key(self, key: str) -> None:
         """The memory tier dropped or replaced `key`: no route may serve its old copy."""
         for target in self._by_key.pop(key, ()):
-            self._by_target.pop(target, None)
+            route = self._by_target.pop(target, None)
+            if route is not None:
+                self._bytes -= len(target)
 
     def clear(self) -> None:
         self._by_target.clear()
         self._by_key.clear()
+        self._bytes = 0
 
     def sweep(self) -> int:
         """Forget expired routes (they would be refused anyway); the count removed."""
         now = self._clock()
-        dead = [target for target, route in self._by_target.items() if route.expires <= now]
-        for target in dead:
-            route = self._by_target.pop(target)
-            targets = self._by_key.get(route.key)
-            if targets is not None:
-                if target in targets:
-                    targets.remove(target)
-                if not targets:
-                    del self._by_key[route.key]
+        dead = [(target, route) for target, route in self._by_target.items()
+                if route.expires <= now]
+        for target, route in dead:
+            self._forget(target, route)
         return len(dead)
 
     def answer(self, target: bytes, now: float) -> Route | None:
@@ -115,8 +147,11 @@ class Routes:
         route = self._by_target.get(target)
         if route is None:
             return None
-        if now >= route.expires or self._bans() is not route.bans:
-            self._by_target.pop(target, None)
+        # The memory copy's TTL runs on the monotonic clock, as the tier's own does: a wall
+        # clock stepped back must not keep a copy the tier has let go.
+        if now >= route.expires or time.monotonic() >= route.memory_until or (
+                self._bans() is not route.bans):
+            self._forget(target, route)
             return None
         age = route.initial_age + (now - route.response_time if now > route.response_time
                                    else 0.0)

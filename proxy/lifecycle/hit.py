@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import http
 import os
+import time
 from typing import assert_never
 
 from aiohttp import web
@@ -115,7 +116,7 @@ def remember(ctx: Context, cached: CachedBody) -> FrontEntry | None:
         wire = deliver.wire_head(plan.status, reason(plan.status), hit_headers, len(body))
     entry = FrontEntry(cached.key, cached.filename, cached.rowid, cached.meta,
                        ctx.facts(cached.key, cached.meta), body, hit_headers, wire,
-                       loaded_at=ctx.clock())
+                       loaded_at=ctx.clock(), loaded_mono=time.monotonic())
     front.put(entry)
     return entry
 

@@ -30,20 +30,41 @@ class FrontEntry:
     hit_headers: tuple[tuple[str, str], ...]  # a plain 200 HIT's headers, without Age
     wire_head: bytes | None = None  # the same, serialised with Content-Length, minus Age
     loaded_at: float = 0.0  # when it was copied from disk (wall clock)
+    loaded_mono: float = 0.0  # the same, on time.monotonic (the tier's own clock)
 
 
 def _size(entry: FrontEntry) -> int:
     return len(entry.body) + ENTRY_OVERHEAD_BYTES
 
 
+class _Entries(TTLCache[str, FrontEntry]):
+    """The tier's entries, telling `gone` of each key evicted for room or expired (so
+    nothing else keeps serving, or holding, a copy the tier no longer has)."""
+
+    def __init__(self, maxsize: int, ttl: float, gone: Callable[[str], None]) -> None:
+        super().__init__(maxsize=maxsize, ttl=ttl, getsizeof=_size)
+        self._gone = gone
+
+    def popitem(self) -> tuple[str, FrontEntry]:
+        key, entry = super().popitem()
+        self._gone(key)
+        return key, entry
+
+    def expire(self, time: float | None = None) -> list[tuple[str, FrontEntry]]:
+        expired = list(super().expire(time))
+        for key, _ in expired:
+            self._gone(key)
+        return expired
+
+
 class FrontCache:
     def __init__(self, max_bytes: int, max_body_bytes: int, ttl_seconds: float) -> None:
         self.max_body_bytes = max_body_bytes
         self.ttl_seconds = ttl_seconds
-        # Told when a key's copy is dropped or replaced here (the lane's routes to it die).
+        # Told when a key's copy is dropped, replaced, evicted or expired here (the lane's
+        # routes to it die).
         self.on_drop: Callable[[str], None] | None = None
-        self._entries: TTLCache[str, FrontEntry] = TTLCache(
-            maxsize=max(max_bytes, 1), ttl=ttl_seconds, getsizeof=_size)
+        self._entries = _Entries(max(max_bytes, 1), ttl_seconds, self._gone)
 
     def get(self, key: str) -> FrontEntry | None:
         return self._entries.get(key)
@@ -53,6 +74,10 @@ class FrontCache:
             self.on_drop(entry.key)
         if _size(entry) <= self._entries.maxsize:
             self._entries[entry.key] = entry
+
+    def _gone(self, key: str) -> None:
+        if self.on_drop is not None:
+            self.on_drop(key)
 
     def drop(self, key: str) -> None:
         self._entries.pop(key, None)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from proxy.lane.routes import MAX_ROUTES, Routes
+from proxy.lane.routes import MAX_ROUTES, MAX_TARGET_BYTES, Routes
 from proxy.lane.tally import Tally
 from proxy.metrics import Metrics
 from proxy.policy.cache_status import CacheOutcome, member
@@ -40,7 +41,8 @@ def entry(key: str = "/a", lifetime: float = 100.0, initial_age: float = 0.0,
     meta = StoredResponse(200, (("Content-Type", "image/png"),), response_time, response_time, 3)
     facts = Facts(lifetime_seconds=lifetime, initial_age_seconds=initial_age,
                   response_time=response_time, validator=True, must_revalidate_always=False)
-    return FrontEntry(key, "f", 1, meta, facts, b"abc", (), b"HEAD\r\n", loaded_at=T0)
+    return FrontEntry(key, "f", 1, meta, facts, b"abc", (), b"HEAD\r\n", loaded_at=T0,
+                      loaded_mono=time.monotonic())
 
 
 def routes(clock: Clock, bans: Bans, ttl: float = 1.0, cache_status: bool = True) -> Routes:
@@ -176,3 +178,39 @@ def test_the_tally_adds_up_to_what_per_request_updates_make() -> None:
         assert batched.registry.get_sample_value(name, labels) == single.registry.get_sample_value(
             name, labels), bound
     assert batched.registry.get_sample_value("mediaproxy_lane_hits_total") == 6
+
+
+def test_the_key_index_forgets_what_the_table_forgets() -> None:
+    """Routes dropped when refused (expired, bans moved) leave the per-key index too, so
+    neither grows with targets a client makes up (it was a list, scanned per add)."""
+    clock, bans = Clock(), Bans()
+    table = routes(clock, bans)
+    for round_ in range(3):
+        for i in range(50):
+            table.add(f"/a?{round_}-{i}".encode(), entry(), b"HEAD\r\n", clock.now)
+        assert len(table.targets_of("/a")) == len(table) == 50
+        bans.index = object()
+        for i in range(50):  # answered after the ban table moved: refused, forgotten
+            assert table.answer(f"/a?{round_}-{i}".encode(), clock.now) is None
+        assert table.targets_of("/a") == frozenset() and len(table) == 0
+        assert table.target_bytes == 0
+    table.add(b"/a", entry(), b"HEAD\r\n", clock.now)
+    clock.now += 2
+    assert table.answer(b"/a", clock.now) is None  # expired
+    assert table.targets_of("/a") == frozenset() and table.target_bytes == 0
+
+
+def test_the_table_is_bounded_by_its_targets_bytes_and_makes_no_fragment_routes() -> None:
+    clock, bans = Clock(), Bans()
+    table = routes(clock, bans)
+    table.add(b"/a#x", entry(), b"HEAD\r\n", clock.now)
+    assert len(table) == 0
+    target = b"/a?" + b"q" * (16 * 1024)
+    count = MAX_TARGET_BYTES // len(target)
+    for i in range(count + 10):
+        table.add(target + str(i).encode(), entry(), b"HEAD\r\n", clock.now)
+    assert len(table) <= count and table.target_bytes <= MAX_TARGET_BYTES
+    table.drop_key("/a")
+    assert len(table) == 0 and table.target_bytes == 0
+    table.add(target, entry(), b"HEAD\r\n", clock.now)  # room again
+    assert len(table) == 1
