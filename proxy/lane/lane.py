@@ -83,10 +83,14 @@ class Lane:
             None if peername is None else str(peername))
         for route, (_, fields) in zip(found, log_items, strict=True):
             assert route is not None
-            text = [(name.decode("latin-1"), value.decode("utf-8", "surrogateescape"))
+            # As aiohttp reads them: trailing whitespace stripped, the first of a repeat.
+            text = [(name.decode("latin-1"),
+                     value.rstrip(b" \t").decode("utf-8", "surrogateescape"))
                     for name, value in fields]
             remote = peer if self.real_ip is None else self.real_ip.client(peer, text)
-            values = dict(text)
+            values: dict[str, str] = {}
+            for name, value in text:
+                values.setdefault(name, value)
             log_access(self.access_log, method="GET", key=route.key, status=route.entry.meta.status,
                        cache_status=CacheStatus.HIT.value, body_bytes=len(route.body),
                        seconds=each, remote=remote, protocol="HTTP/1.1",

@@ -87,9 +87,11 @@ class Routes:
         """The targets routed to `key` (for the tests: the index must match the table)."""
         return frozenset(self._by_key.get(key, ()))
 
-    def add(self, target: bytes, entry: FrontEntry, head: bytes, loaded_at: float) -> None:
-        """The lifecycle answered `target` with `entry`'s pre-built bytes (`head`): route the
-        same target there while the entry's copy, its freshness and the ban table hold."""
+    def add(self, target: bytes, entry: FrontEntry, head: bytes, loaded_at: float,
+            bans: object) -> None:
+        """The lifecycle answered `target` with `entry`'s pre-built bytes (`head`), judged
+        unbanned in the ban table `bans`: route the same target there while the entry's
+        copy, its freshness and that table hold."""
         if target not in self._by_target and (
                 len(self._by_target) >= MAX_ROUTES
                 or self._bytes + len(target) > MAX_TARGET_BYTES):
@@ -105,7 +107,7 @@ class Routes:
         old = self._by_target.get(target)
         if old is not None:
             self._forget(target, old)
-        self._by_target[target] = Route(entry, head, expires, self._bans(),
+        self._by_target[target] = Route(entry, head, expires, bans,
                                         entry.loaded_mono + self._ttl)
         self._by_key.setdefault(entry.key, set()).add(target)
         self._bytes += len(target)

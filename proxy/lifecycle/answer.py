@@ -18,7 +18,7 @@ from proxy.exchange import SESSION_GRANTED_KEY, TARGET_KEY, Exchange, record_sta
 from proxy.lifecycle import steps
 from proxy.lifecycle.admit import fields as request_fields
 from proxy.lifecycle.authorize import authorize, granted
-from proxy.lifecycle.context import Context
+from proxy.lifecycle.context import Context, ban_in
 from proxy.lifecycle.fill import resume_from_origin
 from proxy.lifecycle.streams import streaming
 from proxy.origin import OriginResponse
@@ -149,7 +149,11 @@ def _route(ctx: Context, request: web.BaseRequest, entry: FrontEntry, head: byte
         return
     if ctx.access.for_object(target.path, entry.meta.headers) is not Access.PUBLIC:
         return
-    ctx.routes.add(raw.encode("ascii"), entry, head, entry.loaded_at)
+    # Judged against the table the route is then bound to: a purge landing (in another
+    # process) since this request's own ban check cannot slip under the route.
+    bans = ctx.bans_seen_now()
+    if ban_in(bans, entry.key, entry.meta) is None:
+        ctx.routes.add(raw.encode("ascii"), entry, head, entry.loaded_at, bans)
 
 
 async def stored(ctx: Context, request: web.BaseRequest, cached: CachedBody, age: float,

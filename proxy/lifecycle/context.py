@@ -30,7 +30,7 @@ from proxy.metrics import Metrics
 from proxy.origin import OriginClient, OriginResponse
 from proxy.policy import cachekey, decide, forward, imagekey, images, tokens
 from proxy.policy.access import Access, AccessRules
-from proxy.policy.bans import TAG_HEADERS, Ban, response_tags
+from proxy.policy.bans import TAG_HEADERS, Ban, BanIndex, response_tags
 from proxy.policy.freshness import Heuristic, StoredResponse
 from proxy.policy.headers import Headers
 from proxy.store.fill import Fill, FillView
@@ -40,6 +40,14 @@ from proxy.store.index import CachedBody, Store
 log = logging.getLogger("proxy.handler")
 
 _NO_STORE = object()  # the ban table's identity when there is no store (never moves)
+
+
+def ban_in(index: object, key: str, meta: StoredResponse) -> Ban | None:
+    """The ban in `index` (a table from `bans_seen_now`) that covers this stored response."""
+    if not isinstance(index, BanIndex) or not index.size:
+        return None
+    tags = response_tags(meta.headers) if index.tags else ()
+    return index.match(key, tags, meta.response_time)
 
 # Never forwarded on a fill or revalidation: we ask for the whole current representation and
 # evaluate the client's own conditions and ranges against it ourselves.
@@ -192,10 +200,7 @@ class Context:
             self.metrics.store_errors.labels("bans").inc()
             log.warning("ban read failed: %s", exc.message)
             return None
-        if not index.size:
-            return None
-        tags = response_tags(meta.headers) if index.tags else ()
-        return index.match(key, tags, meta.response_time)
+        return ban_in(index, key, meta)
 
     def purged(self, fill: FillView) -> bool:
         ban = self.ban_for(fill.key, fill.meta)

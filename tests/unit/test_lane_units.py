@@ -52,7 +52,7 @@ def routes(clock: Clock, bans: Bans, ttl: float = 1.0, cache_status: bool = True
 def test_a_route_answers_with_age_and_cache_status_as_the_lifecycle_writes_them() -> None:
     clock, bans = Clock(), Bans()
     table = routes(clock, bans)
-    table.add(b"/a", entry(initial_age=3.0), b"HEAD\r\n", T0)
+    table.add(b"/a", entry(initial_age=3.0), b"HEAD\r\n", T0, bans())
     clock.now = T0 + 0.5
     route = table.answer(b"/a", clock.now)
     assert route is not None and route.body == b"abc" and route.head == b"HEAD\r\n"
@@ -63,7 +63,7 @@ def test_a_route_answers_with_age_and_cache_status_as_the_lifecycle_writes_them(
 def test_the_tail_follows_the_clock_and_can_leave_cache_status_out() -> None:
     clock, bans = Clock(), Bans()
     table = routes(clock, bans, ttl=60.0, cache_status=False)
-    table.add(b"/a", entry(lifetime=100.0), b"H", T0)
+    table.add(b"/a", entry(lifetime=100.0), b"H", T0, bans())
     for offset, age in ((0.2, 0), (0.99, 0), (1.0, 1), (7.3, 7)):
         clock.now = T0 + offset
         route = table.answer(b"/a", clock.now)
@@ -73,7 +73,7 @@ def test_the_tail_follows_the_clock_and_can_leave_cache_status_out() -> None:
 def test_a_fractional_lifetime_moves_the_ttl_on_its_own_second() -> None:
     clock, bans = Clock(), Bans()
     table = routes(clock, bans, ttl=60.0)
-    table.add(b"/a", entry(lifetime=10.5), b"H", T0)
+    table.add(b"/a", entry(lifetime=10.5), b"H", T0, bans())
     for offset in (0.1, 0.4, 0.6, 0.9, 1.2, 1.5, 1.7):
         clock.now = T0 + offset
         route = table.answer(b"/a", clock.now)
@@ -92,7 +92,7 @@ def test_a_route_lives_no_longer_than_its_copy_and_its_freshness(
         lifetime: float, ttl: float, offset: float, alive: bool) -> None:
     clock, bans = Clock(), Bans()
     table = routes(clock, bans, ttl=ttl)
-    table.add(b"/a", entry(lifetime=lifetime), b"H", T0)
+    table.add(b"/a", entry(lifetime=lifetime), b"H", T0, bans())
     clock.now = T0 + offset
     assert (table.answer(b"/a", clock.now) is not None) is alive
 
@@ -100,7 +100,7 @@ def test_a_route_lives_no_longer_than_its_copy_and_its_freshness(
 def test_an_initial_age_shortens_the_route() -> None:
     clock, bans = Clock(), Bans()
     table = routes(clock, bans, ttl=60.0)
-    table.add(b"/a", entry(lifetime=10.0, initial_age=9.5), b"H", T0)
+    table.add(b"/a", entry(lifetime=10.0, initial_age=9.5), b"H", T0, bans())
     clock.now = T0 + 0.6
     assert table.answer(b"/a", clock.now) is None
 
@@ -108,15 +108,15 @@ def test_an_initial_age_shortens_the_route() -> None:
 def test_stale_or_infinite_entries_make_no_route() -> None:
     clock, bans = Clock(), Bans()
     table = routes(clock, bans)
-    table.add(b"/a", entry(lifetime=0.0), b"H", T0)
-    table.add(b"/b", entry(lifetime=math.inf), b"H", T0 - 5)  # copy older than the TTL
+    table.add(b"/a", entry(lifetime=0.0), b"H", T0, bans())
+    table.add(b"/b", entry(lifetime=math.inf), b"H", T0 - 5, bans())  # copy older than the TTL
     assert len(table) == 0
 
 
 def test_a_moved_ban_table_ends_every_route() -> None:
     clock, bans = Clock(), Bans()
     table = routes(clock, bans, ttl=60.0)
-    table.add(b"/a", entry(), b"H", T0)
+    table.add(b"/a", entry(), b"H", T0, bans())
     assert table.answer(b"/a", clock.now) is not None
     bans.index = object()
     assert table.answer(b"/a", clock.now) is None
@@ -130,13 +130,13 @@ def test_dropping_the_memory_copy_ends_every_route_to_it() -> None:
     front.on_drop = table.drop_key
     first = entry("/a")
     front.put(first)
-    table.add(b"/a", first, b"H", T0)
-    table.add(b"/a?x", first, b"H", T0)
-    table.add(b"/b", entry("/b"), b"H", T0)
+    table.add(b"/a", first, b"H", T0, bans())
+    table.add(b"/a?x", first, b"H", T0, bans())
+    table.add(b"/b", entry("/b"), b"H", T0, bans())
     front.drop("/a")
     assert table.answer(b"/a", clock.now) is None and table.answer(b"/a?x", clock.now) is None
     assert table.answer(b"/b", clock.now) is not None
-    table.add(b"/a", first, b"H", T0)
+    table.add(b"/a", first, b"H", T0, bans())
     front.put(first)
     front.put(entry("/a"))  # replaced by a newer copy: routes to the old one die too
     assert table.answer(b"/a", clock.now) is None
@@ -145,13 +145,13 @@ def test_dropping_the_memory_copy_ends_every_route_to_it() -> None:
 def test_sweep_forgets_expired_routes_and_the_table_is_bounded() -> None:
     clock, bans = Clock(), Bans()
     table = routes(clock, bans, ttl=1.0)
-    table.add(b"/a", entry("/a"), b"H", T0)
+    table.add(b"/a", entry("/a"), b"H", T0, bans())
     clock.now = T0 + 0.5
-    table.add(b"/b", entry("/b"), b"H", T0 + 0.5)
+    table.add(b"/b", entry("/b"), b"H", T0 + 0.5, bans())
     clock.now = T0 + 1.2
     assert table.sweep() == 1 and len(table) == 1
     for index in range(MAX_ROUTES + 10):
-        table.add(b"/many/%d" % index, entry(f"/many/{index}"), b"H", clock.now)
+        table.add(b"/many/%d" % index, entry(f"/many/{index}"), b"H", clock.now, bans())
     assert len(table) == MAX_ROUTES
 
 
@@ -187,14 +187,14 @@ def test_the_key_index_forgets_what_the_table_forgets() -> None:
     table = routes(clock, bans)
     for round_ in range(3):
         for i in range(50):
-            table.add(f"/a?{round_}-{i}".encode(), entry(), b"HEAD\r\n", clock.now)
+            table.add(f"/a?{round_}-{i}".encode(), entry(), b"HEAD\r\n", clock.now, bans())
         assert len(table.targets_of("/a")) == len(table) == 50
         bans.index = object()
         for i in range(50):  # answered after the ban table moved: refused, forgotten
             assert table.answer(f"/a?{round_}-{i}".encode(), clock.now) is None
         assert table.targets_of("/a") == frozenset() and len(table) == 0
         assert table.target_bytes == 0
-    table.add(b"/a", entry(), b"HEAD\r\n", clock.now)
+    table.add(b"/a", entry(), b"HEAD\r\n", clock.now, bans())
     clock.now += 2
     assert table.answer(b"/a", clock.now) is None  # expired
     assert table.targets_of("/a") == frozenset() and table.target_bytes == 0
@@ -203,14 +203,25 @@ def test_the_key_index_forgets_what_the_table_forgets() -> None:
 def test_the_table_is_bounded_by_its_targets_bytes_and_makes_no_fragment_routes() -> None:
     clock, bans = Clock(), Bans()
     table = routes(clock, bans)
-    table.add(b"/a#x", entry(), b"HEAD\r\n", clock.now)
+    table.add(b"/a#x", entry(), b"HEAD\r\n", clock.now, bans())
     assert len(table) == 0
     target = b"/a?" + b"q" * (16 * 1024)
     count = MAX_TARGET_BYTES // len(target)
     for i in range(count + 10):
-        table.add(target + str(i).encode(), entry(), b"HEAD\r\n", clock.now)
+        table.add(target + str(i).encode(), entry(), b"HEAD\r\n", clock.now, bans())
     assert len(table) <= count and table.target_bytes <= MAX_TARGET_BYTES
     table.drop_key("/a")
     assert len(table) == 0 and table.target_bytes == 0
-    table.add(target, entry(), b"HEAD\r\n", clock.now)  # room again
+    table.add(target, entry(), b"HEAD\r\n", clock.now, bans())  # room again
     assert len(table) == 1
+
+
+def test_a_route_is_bound_to_the_ban_table_it_was_judged_in() -> None:
+    """A purge landing between the lifecycle's check and the route's making must not slip
+    under the route: the route keeps the table it was judged in, not whatever is current."""
+    clock, bans = Clock(), Bans()
+    table = routes(clock, bans, ttl=60.0)
+    judged_in = bans()
+    bans.index = object()  # another process purged meanwhile
+    table.add(b"/a", entry(), b"H", T0, judged_in)
+    assert table.answer(b"/a", clock.now) is None
