@@ -73,12 +73,13 @@ def origin_process(tmp_path: Path) -> Iterator[Running]:
 
 
 def start_proxy(tmp_path: Path, origin_url: str, *, workers: int, name: str = "proxy",
-                extra: str = "", cache_extra: str = "", log_format: str = "json") -> Running:
+                extra: str = "", cache_extra: str = "", log_format: str = "json",
+                server_extra: str = "") -> Running:
     port, admin = free_port(), free_port()
     config = tmp_path / f"{name}.toml"
     config.write_text(
         f'[server]\nlisten = "127.0.0.1:{port}"\nadmin_listen = "127.0.0.1:{admin}"\n'
-        f"workers = {workers}\n"
+        f"workers = {workers}\n{server_extra}"
         f'[origin]\nurl = "{origin_url}"\n'
         f'[cache]\ndir = "{tmp_path / "cache"}"\n{cache_extra}'
         f'[log]\nformat = "{log_format}"\n{extra}'
