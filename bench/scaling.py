@@ -37,7 +37,7 @@ def scaling_metrics(settings: Settings, labels: list[str]) -> list[Metric]:
     metrics: list[Metric] = []
     for workers in settings.scaling_workers:
         for label in labels:
-            section = f"Scaling {label}, {workers} worker(s)"
+            section = f"Scaling {label}, workers = {workers}"
             metrics += [
                 Metric(_key(workers, label, "rps"), section, "req/s", num(0)),
                 Metric(_key(workers, label, "cpu_us"), section, "server CPU/req (µs)", num(1)),
@@ -151,7 +151,8 @@ def render_scaling(
     first = settings.scaling_workers[0]
     lines += [
         "",
-        f"Server CPU per request relative to {first} worker(s) (should stay near 1.00):",
+        f"Server CPU per request relative to {first} worker{'s' if first > 1 else ''} "
+        "(should stay near 1.00):",
         "",
         "| Object | Server | " + " | ".join(f"{w} w" for w in settings.scaling_workers) + " |",
         "|---|---|" + "---:|" * len(settings.scaling_workers),
