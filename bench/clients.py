@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .corpus import CorpusObject
@@ -144,7 +145,10 @@ def parse_wrk(output: str) -> WrkResult:
     )
 
 
-def wrk_command(url: str, conns: int, threads: int, duration: float) -> list[str]:
+def wrk_command(
+    url: str, conns: int, threads: int, duration: float, script: Path | None = None
+) -> list[str]:
+    """wrk's argv; `script`: a Lua script (e.g. one choosing each request's path)."""
     return [
         "wrk",
         f"-t{threads}",
@@ -153,12 +157,15 @@ def wrk_command(url: str, conns: int, threads: int, duration: float) -> list[str
         "--latency",
         "--timeout",
         "5s",
+        *(["-s", str(script)] if script is not None else []),
         url,
     ]
 
 
-def run_wrk(url: str, conns: int, threads: int, duration: float) -> WrkResult:
-    cmd = wrk_command(url, conns, threads, duration)
+def run_wrk(
+    url: str, conns: int, threads: int, duration: float, script: Path | None = None
+) -> WrkResult:
+    cmd = wrk_command(url, conns, threads, duration, script)
     log.debug("running %s", " ".join(cmd))
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
     if out.returncode != 0:

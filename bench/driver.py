@@ -1,10 +1,12 @@
 """`make bench`: mediaproxy vs nginx proxy_cache vs Varnish, one server at a time.
 
 Per round and server: start it fresh (empty cache), warm and sha256-verify every corpus object
-through it, then run small hits (wrk), large hits (lean MSG_TRUNC client), the cold herd
-(throttled origin), sampling the server's process-tree RSS during the last two; stop it.
-Rounds alternate the server order. Medians (per round values in the appendix) are written as a
-markdown table to bench/results/<UTC timestamp>.md and bench/results/latest.md and printed.
+through it, then run small hits (wrk -t1 and wrk -t<BENCH_WRK_THREADS>), large hits (lean
+MSG_TRUNC client), the cold herd (throttled origin), sampling the server's process-tree RSS
+during the last two; stop it. Rounds alternate the server order. Then the sections of their
+own: worker scaling (bench/scaling.py), the Zipf memory-tier load (bench/zipf.py) and purge
+under load (bench/purgetest.py). Medians (per round values in the appendix) are written as
+markdown to bench/results/<UTC timestamp>.md and bench/results/latest.md and printed.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import platform
-import statistics
 import sys
 import time
 from datetime import UTC, datetime
@@ -21,20 +22,13 @@ from .clients import BenchError, run_herd, run_lean, run_wrk, tool_version, warm
 from .corpus import Corpus, build_corpus
 from .procs import install_cleanup, kill_strays, stop_all
 from .proctree import RssSampler, tree_cpu_seconds
-from .purge import (
-    NOT_AVAILABLE,
-    Entries,
-    admin_stats,
-    check_cache_status,
-    entry_path,
-    load_entries,
-    purge_api_unavailable,
-    purge_round,
-    wait_start_up_scan,
-)
-from .report import Results, build_metrics, render_report
+from .purgetest import not_run_section, run_purge_test
+from .report import Results, build_metrics, render_report, small_key
+from .scaling import run_scaling, scaling_metrics
 from .servers import HOST, SERVER_CLASSES, CacheServer, Mediaproxy, Origin
 from .settings import RESULTS_DIR, WORK_DIR, Settings
+from .zipf import METRICS as ZIPF_METRICS
+from .zipf import run_zipf
 
 log = logging.getLogger("bench")
 
@@ -42,25 +36,29 @@ log = logging.getLogger("bench")
 def run_small(server: CacheServer, corpus: Corpus, settings: Settings, results: Results) -> None:
     for obj in corpus.small:
         url = f"http://{HOST}:{server.port}{obj.path}"
-        cpu0 = tree_cpu_seconds(server.root_pid)
-        wrk = run_wrk(url, settings.small_conns, settings.wrk_threads, settings.duration)
-        cpu = tree_cpu_seconds(server.root_pid) - cpu0
-        log.info(
-            "%s %s hits: %.0f req/s, p50 %.2f ms, p99 %.2f ms, %.1f µs CPU/req, %d errors",
-            server.name,
-            obj.label,
-            wrk.rps,
-            wrk.p50_ms,
-            wrk.p99_ms,
-            cpu / max(wrk.requests, 1) * 1e6,
-            wrk.errors,
-        )
-        prefix = f"small.{obj.label}"
-        results.add(server.name, f"{prefix}.rps", wrk.rps)
-        results.add(server.name, f"{prefix}.p50", wrk.p50_ms)
-        results.add(server.name, f"{prefix}.p99", wrk.p99_ms)
-        results.add(server.name, f"{prefix}.cpu_us", cpu / max(wrk.requests, 1) * 1e6)
-        results.add(server.name, f"{prefix}.errors", wrk.errors)
+        for threads, conns in settings.wrk_shapes:
+            cpu0 = tree_cpu_seconds(server.root_pid)
+            wrk = run_wrk(url, conns, threads, settings.duration)
+            cpu_us = (tree_cpu_seconds(server.root_pid) - cpu0) / max(wrk.requests, 1) * 1e6
+            log.info(
+                "%s %s hits (wrk -t%d -c%d): %.0f req/s, p50 %.2f ms, p99 %.2f ms, "
+                "%.1f µs CPU/req, %d errors",
+                server.name,
+                obj.label,
+                threads,
+                conns,
+                wrk.rps,
+                wrk.p50_ms,
+                wrk.p99_ms,
+                cpu_us,
+                wrk.errors,
+            )
+            prefix = small_key(obj.label, threads)
+            results.add(server.name, f"{prefix}.rps", wrk.rps)
+            results.add(server.name, f"{prefix}.p50", wrk.p50_ms)
+            results.add(server.name, f"{prefix}.p99", wrk.p99_ms)
+            results.add(server.name, f"{prefix}.cpu_us", cpu_us)
+            results.add(server.name, f"{prefix}.errors", wrk.errors)
 
 
 def run_large(server: CacheServer, corpus: Corpus, settings: Settings, results: Results) -> None:
@@ -158,109 +156,6 @@ def run_server_round(
         server.stop()
 
 
-def _start_loaded(mediaproxy: Mediaproxy, corpus: Corpus, results: Results) -> None:
-    """Start mediaproxy on its loaded cache, warm the hit object, wait out its start-up scan."""
-    started = time.monotonic()
-    mediaproxy.start(keep_cache=True)
-    for warning in warm_and_verify(HOST, mediaproxy.port, corpus.small):
-        results.warnings.append(f"mediaproxy (purge test): {warning}")
-    wait_start_up_scan(mediaproxy.cache_dir, started)
-
-
-def run_purge_test(
-    mediaproxy: Mediaproxy, corpus: Corpus, origin: Origin, settings: Settings, results: Results
-) -> None:
-    """Purge under load (mediaproxy only); appends its own section to the report.
-
-    The entries are bulk-loaded while mediaproxy is stopped (bench/bulkload.py) and checked
-    offline and through HTTP; before each further round mediaproxy is stopped, the purged
-    prefix is loaded again and mediaproxy restarted on the same cache."""
-    title = "## Purge under load (mediaproxy only)"
-    total, prefix_end = settings.purge_entries, settings.purge_prefix_entries
-    hit_path = corpus.small[0].path
-    try:
-        if not 0 < prefix_end < total:
-            raise BenchError("BENCH_PURGE_PREFIX_ENTRIES must be below BENCH_PURGE_ENTRIES")
-        mediaproxy.start()  # empty: is there a purge API at all, before loading for minutes?
-        try:
-            unavailable = purge_api_unavailable(mediaproxy.admin_port, settings.admin_token)
-        finally:
-            mediaproxy.stop()
-        if unavailable is not None:
-            print(f"purge under load: {unavailable}")
-            results.extra_sections += [title, "", unavailable, ""]
-            return
-        entries = Entries.from_origin(origin.url, total, prefix_end)
-        load = load_entries(mediaproxy.fresh_cache(), entries, 0, total, total)
-        purged = entry_path(min(5, prefix_end - 1), prefix_end)
-        kept = entry_path(total - 1, prefix_end)
-        reloads: list[float] = []
-        rows: list[str] = []
-        medians: list[tuple[float, float, float, float]] = []
-        for rnd in range(1, settings.rounds + 1):
-            if rnd > 1:
-                mediaproxy.stop()
-                # Expected: every entry again, plus the warmed corpus objects.
-                reload = load_entries(
-                    mediaproxy.cache_dir, entries, 0, prefix_end, total + len(corpus.small)
-                )
-                reloads.append(reload.seconds)
-            _start_loaded(mediaproxy, corpus, results)
-            stats = admin_stats(mediaproxy.admin_port)
-            log.info("mediaproxy /stats: %d entries, %d bytes", stats["entries"], stats["bytes"])
-            check_cache_status(mediaproxy.port, origin, entries, {purged: "HIT", kept: "HIT"})
-            pr = purge_round(
-                mediaproxy.port,
-                mediaproxy.admin_port,
-                settings.admin_token,
-                hit_path,
-                settings.duration,
-                settings.small_conns,
-                settings.wrk_threads,
-            )
-            sweep = pr.sweep_seconds
-            check_cache_status(mediaproxy.port, origin, entries, {purged: "MISS", kept: "HIT"})
-            log.info("purge sweep of %s done (ban retired) %.1f s after the call", purged, sweep)
-            rows.append(
-                f"| {rnd} | {pr.call.status} | {pr.call.seconds * 1e3:,.1f} | "
-                f"{pr.before.p99_ms:.2f} | {pr.during.p99_ms:.2f} | {pr.before.rps:,.0f} | "
-                f"{pr.during.rps:,.0f} | {sweep:.1f} |"
-            )
-            medians.append((pr.call.seconds * 1e3, pr.before.p99_ms, pr.during.p99_ms, sweep))
-        if len(medians) > 1:
-            columns = zip(*medians, strict=True)
-            call_ms, before_ms, during_ms, sweep_s = (statistics.median(col) for col in columns)
-            rows.append(
-                f"| median | | {call_ms:,.1f} | {before_ms:.2f} | {during_ms:.2f} | | | "
-                f"{sweep_s:.1f} |"
-            )
-        reloaded = (
-            f" Before rounds 2+ mediaproxy is stopped and the {prefix_end:,} `/p/` entries are "
-            f"loaded again the same way ({statistics.median(reloads):.1f} s)."
-            if reloads
-            else ""
-        )
-        head = [
-            f"{total:,} entries bulk-loaded offline, with mediaproxy stopped (bench/bulkload.py: "
-            f"rows and body files as real fills leave them), in {load.seconds:.1f} s "
-            f"({load.rate:,.0f} entries/s); mediaproxy then starts on that cache and its "
-            f"start-up orphan scan is waited out.{reloaded} Purge of prefix `/p/` "
-            f"({prefix_end:,} entries) while {settings.small_conns} connections hit {hit_path}; "
-            "sweep done = from the purge call until the ban is swept and retired (`/stats`); "
-            "hits \"during\" run from just before the call until the sweep is done.",
-            "",
-            "| Round | purge status | purge call (ms) | hit p99 before (ms) | hit p99 during (ms) "
-            "| req/s before | req/s during | sweep done (s) |",
-            "|---|---|---:|---:|---:|---:|---:|---:|",
-        ]
-        results.extra_sections += [title, "", *head, *rows, ""]
-    except (BenchError, RuntimeError, OSError) as exc:
-        log.error("purge test failed: %s", exc)
-        results.extra_sections += [title, "", f"failed: {exc}", ""]
-    finally:
-        mediaproxy.stop()
-
-
 def machine_summary() -> str:
     model = "unknown CPU"
     try:
@@ -322,26 +217,13 @@ def main() -> int:
                 except (BenchError, RuntimeError, OSError) as exc:
                     log.error("%s round %d failed: %s", server.name, rnd, exc)
                     results.fail(server.name, f"round {rnd}: {exc}")
+        run_scaling(origin, corpus, settings, results)
+        run_zipf(origin, corpus.root, settings, results)
         mediaproxy = next((s for s in servers if isinstance(s, Mediaproxy)), None)
-        if settings.purge:
-            if mediaproxy is None:
-                results.extra_sections += [
-                    "## Purge under load (mediaproxy only)",
-                    "",
-                    "not run: mediaproxy not running",
-                    "",
-                ]
-            else:
-                run_purge_test(mediaproxy, corpus, origin, settings, results)
+        if settings.purge and mediaproxy is not None:
+            run_purge_test(mediaproxy, corpus, origin, settings, results)
         else:
-            results.extra_sections += [
-                "## Purge under load (mediaproxy only)",
-                "",
-                "not run (set `BENCH_PURGE=1`; fills "
-                f"{settings.purge_entries:,} entries first). Without the admin API it reports "
-                f"`{NOT_AVAILABLE}`.",
-                "",
-            ]
+            results.extra_sections += not_run_section(settings, mediaproxy is not None)
     finally:
         stop_all()
 
@@ -385,8 +267,10 @@ def main() -> int:
         *[s.describe() for s in servers],
         "Each server is started fresh (empty cache) for each round, warmed and verified by "
         "sha256 for every object (second GET must be an X-Cache HIT), then: "
-        f"wrk `-t{settings.wrk_threads} -c{settings.small_conns} --latency` on each small "
-        f"object; a lean client ({settings.large_conns} keep-alive connections, "
+        + " then ".join(f"wrk `-t{t} -c{c} --latency`" for t, c in settings.wrk_shapes)
+        + " on each small object (one wrk thread is the fair shape on a small machine: a "
+        "second thread takes a core from the server under test); a lean client "
+        f"({settings.large_conns} keep-alive connections, "
         "`recv(MSG_TRUNC)`, body bytes counted up to the deadline) on the large object; "
         f"{settings.herd_clients} threads released by a barrier on a cold URL, each hashing "
         "its body. Only one server runs at a time; round order alternates.",
@@ -395,15 +279,15 @@ def main() -> int:
         "The herd client hashes every body (sha256), which costs client CPU on the shared "
         "cores; herd times include that for every server alike.",
     ]
-    metrics = build_metrics(
-        [o.label for o in corpus.small], corpus.large.label, settings.herd_clients
-    )
+    labels = [o.label for o in corpus.small]
+    metrics = build_metrics(labels, settings.wrk_shapes, corpus.large.label, settings.herd_clients)
     text = render_report(
         title="mediaproxy benchmark",
         preamble=preamble,
         results=results,
         metrics=metrics,
         setup_notes=setup_notes,
+        appendix_metrics=scaling_metrics(settings, labels) + ZIPF_METRICS,
     )
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     out = RESULTS_DIR / f"{run_id}.md"

@@ -18,7 +18,7 @@ class Metric:
     aggregate: str = "median"  # median | max | min over rounds
 
 
-def _num(digits: int) -> Callable[[float], str]:
+def num(digits: int) -> Callable[[float], str]:
     return lambda v: f"{v:,.{digits}f}"
 
 
@@ -26,32 +26,44 @@ def _mib(v: float) -> str:
     return f"{v / MIB:,.0f} MiB"
 
 
-def build_metrics(small_labels: list[str], large_label: str, herd_clients: int) -> list[Metric]:
+def small_key(label: str, threads: int) -> str:
+    """Results key prefix of a small-hit run (object label, wrk threads)."""
+    return f"small.{label}.t{threads}"
+
+
+def build_metrics(
+    small_labels: list[str],
+    wrk_shapes: tuple[tuple[int, int], ...],
+    large_label: str,
+    herd_clients: int,
+) -> list[Metric]:
     metrics: list[Metric] = []
     for label in small_labels:
-        section = f"Small hits {label}"
-        metrics += [
-            Metric(f"small.{label}.rps", section, "req/s", _num(0)),
-            Metric(f"small.{label}.p50", section, "p50 latency (ms)", _num(2)),
-            Metric(f"small.{label}.p99", section, "p99 latency (ms)", _num(2)),
-            Metric(f"small.{label}.cpu_us", section, "server CPU per request (µs)", _num(1)),
-            Metric(f"small.{label}.errors", section, "errors (socket + non-2xx)", _num(0), "max"),
-        ]
+        for threads, conns in wrk_shapes:
+            section = f"Small hits {label}, wrk -t{threads} -c{conns}"
+            key = small_key(label, threads)
+            metrics += [
+                Metric(f"{key}.rps", section, "req/s", num(0)),
+                Metric(f"{key}.p50", section, "p50 latency (ms)", num(2)),
+                Metric(f"{key}.p99", section, "p99 latency (ms)", num(2)),
+                Metric(f"{key}.cpu_us", section, "server CPU per request (µs)", num(1)),
+                Metric(f"{key}.errors", section, "errors (socket + non-2xx)", num(0), "max"),
+            ]
     section = f"Large hits {large_label}"
     metrics += [
-        Metric("large.mbps", section, "throughput (MB/s)", _num(0)),
-        Metric("large.cpu_s_per_gb", section, "server CPU per GB (s)", _num(3)),
+        Metric("large.mbps", section, "throughput (MB/s)", num(0)),
+        Metric("large.cpu_s_per_gb", section, "server CPU per GB (s)", num(3)),
         Metric("large.rss_tree", section, "peak RSS, process tree", _mib, "max"),
         Metric("large.rss_proc", section, "peak RSS, largest process", _mib, "max"),
-        Metric("large.errors", section, "errors", _num(0), "max"),
+        Metric("large.errors", section, "errors", num(0), "max"),
     ]
     section = f"Cold herd ({herd_clients} clients)"
     metrics += [
-        Metric("herd.origin_requests", section, "origin requests", _num(0), "max"),
-        Metric("herd.ttfb_min", section, "TTFB min (s)", _num(3)),
-        Metric("herd.ttfb_p50", section, "TTFB p50 (s)", _num(3)),
-        Metric("herd.ttfb_max", section, "TTFB max (s)", _num(3)),
-        Metric("herd.total", section, "total time, all bodies (s)", _num(2)),
+        Metric("herd.origin_requests", section, "origin requests", num(0), "max"),
+        Metric("herd.ttfb_min", section, "TTFB min (s)", num(3)),
+        Metric("herd.ttfb_p50", section, "TTFB p50 (s)", num(3)),
+        Metric("herd.ttfb_max", section, "TTFB max (s)", num(3)),
+        Metric("herd.total", section, "total time, all bodies (s)", num(2)),
         Metric(
             "herd.ok_bodies",
             section,
@@ -91,7 +103,8 @@ class Results:
         return float(statistics.median(samples))
 
 
-def _ratio(value: float, base: float | None) -> str:
+def ratio_text(value: float, base: float | None) -> str:
+    """Value ÷ base as ' (N.NNx)', or '' without a base."""
     if base is None or base == 0:
         return ""
     return f" ({value / base:.2f}x)"
@@ -114,7 +127,7 @@ def render_table(results: Results, metrics: list[Metric]) -> str:
             elif server == "nginx" or metric.key == "herd.ok_bodies":
                 cells.append(metric.fmt(value))
             else:
-                cells.append(metric.fmt(value) + _ratio(value, base))
+                cells.append(metric.fmt(value) + ratio_text(value, base))
         rows.append(f"| {metric.section} | {metric.label} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
@@ -137,7 +150,10 @@ def render_report(
     results: Results,
     metrics: list[Metric],
     setup_notes: list[str],
+    appendix_metrics: list[Metric] | None = None,
 ) -> str:
+    """The report; `appendix_metrics` (figures of the extra sections) join the per-round
+    appendix only."""
     parts = [f"# {title}", "", *preamble, "", render_table(results, metrics), ""]
     parts += results.extra_sections
     if results.skipped:
@@ -155,5 +171,6 @@ def render_report(
         parts.append("")
     parts += ["## Setup", ""]
     parts += [f"- {note}" for note in setup_notes]
-    parts += ["", "## Per-round values", "", render_rounds(results, metrics), ""]
+    appendix = render_rounds(results, metrics + (appendix_metrics or []))
+    parts += ["", "## Per-round values", "", appendix, ""]
     return "\n".join(parts)

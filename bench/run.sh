@@ -2,7 +2,10 @@
 # `make bench`: install the peers and load tools if missing, then run the Python driver.
 # Knobs (environment): BENCH_DURATION (15), BENCH_LARGE_MIB (256), BENCH_ROUNDS (2),
 # BENCH_ONLY=nginx,varnish,mediaproxy, BENCH_PURGE=1, BENCH_HERD_CLIENTS (50),
-# BENCH_HERD_RATE (50000000 B/s), BENCH_ADMIN_TOKEN, BENCH_MEDIAPROXY_EXTRA_TOML, BENCH_LOG.
+# BENCH_HERD_RATE (50000000 B/s), BENCH_WRK_THREADS (2; small hits also run at -t1),
+# BENCH_SCALING=0, BENCH_SCALING_WORKERS (1,2,4), BENCH_ZIPF=0, BENCH_ZIPF_OBJECTS (40000),
+# BENCH_ZIPF_MEMORY_MIB (8), BENCH_ZIPF_FILL (bulk|http), BENCH_ADMIN_TOKEN,
+# BENCH_MEDIAPROXY_EXTRA_TOML, BENCH_LOG. bench/README.md lists them all.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -42,8 +42,36 @@ def _env_float(name: str, default: float, minimum: float) -> float:
     return value
 
 
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+def _env_flag(name: str, default: bool = False) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise SystemExit(f"{name}={raw!r}: use 1 or 0")
+
+
+def _env_choice(name: str, choices: tuple[str, ...]) -> str:
+    """One of `choices` (the first is the default)."""
+    raw = os.environ.get(name, "").strip().lower() or choices[0]
+    if raw not in choices:
+        raise SystemExit(f"{name}={raw!r}: choose from {', '.join(choices)}")
+    return raw
+
+
+def _env_ints(name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        values = sorted({int(part) for part in raw.split(",") if part.strip()})
+    except ValueError as exc:
+        raise SystemExit(f"{name}={raw!r} is not a comma list of integers") from exc
+    if not values or values[0] < 1:
+        raise SystemExit(f"{name}={raw!r}: give one or more integers >= 1")
+    return tuple(values)
 
 
 @dataclass(frozen=True)
@@ -63,6 +91,25 @@ class Settings:
     mediaproxy_extra_toml: str  # appended verbatim to the generated mediaproxy TOML
     purge_entries: int  # total entries filled before the purge test
     purge_prefix_entries: int  # entries under the purged prefix
+    scaling: bool  # run the worker-scaling section (nginx, mediaproxy)
+    scaling_workers: tuple[int, ...]  # worker counts of the scaling section
+    zipf: bool  # run the Zipf memory-tier section (mediaproxy, nginx for ratios)
+    zipf_objects: int  # catalogue size
+    zipf_object_kib: int  # size of each catalogue object
+    zipf_memory_mib: int  # mediaproxy cache.memory_bytes (per worker) for that section
+    zipf_s: float  # Zipf exponent
+    zipf_seed: int
+    zipf_fill: str  # "bulk": load mediaproxy's disk cache offline; "http": fill through it
+
+    @property
+    def wrk_shapes(self) -> tuple[tuple[int, int], ...]:
+        """(threads, connections) of the small-hit runs: one wrk thread (the fair shape on a
+        small machine: a second thread takes a core from the server), then the configured
+        threads unless that is also 1."""
+        shapes = [(1, self.small_conns)]
+        if self.wrk_threads != 1:
+            shapes.append((self.wrk_threads, self.small_conns))
+        return tuple(shapes)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -98,4 +145,13 @@ class Settings:
             purge_prefix_entries=_env_int(
                 "BENCH_PURGE_PREFIX_ENTRIES", max(1, purge_entries // 10)
             ),
+            scaling=_env_flag("BENCH_SCALING", default=True),
+            scaling_workers=_env_ints("BENCH_SCALING_WORKERS", (1, 2, 4)),
+            zipf=_env_flag("BENCH_ZIPF", default=True),
+            zipf_objects=_env_int("BENCH_ZIPF_OBJECTS", 40_000, 100),
+            zipf_object_kib=_env_int("BENCH_ZIPF_OBJECT_KIB", 4),
+            zipf_memory_mib=_env_int("BENCH_ZIPF_MEMORY_MIB", 8),
+            zipf_s=_env_float("BENCH_ZIPF_S", 1.0, 0.0),
+            zipf_seed=_env_int("BENCH_ZIPF_SEED", 17, 0),
+            zipf_fill=_env_choice("BENCH_ZIPF_FILL", ("bulk", "http")),
         )
