@@ -81,6 +81,11 @@ class Context:
         self.vary_known: Memo[str, tuple[str, ...] | None] = Memo(100_000, ttl_seconds=1.0)
         # Request target text -> its normalised target (a pure function of the text).
         self.targets: Memo[str, cachekey.Target] = Memo(10_000)
+        # (key, stored metadata) -> its policy facts (a pure function of both).
+        self._facts: Memo[tuple[str, StoredResponse], decide.Facts] = Memo(20_000)
+        # (stored metadata, body size) -> a memory-tier HIT's fields and serialised head.
+        self.heads: Memo[tuple[StoredResponse, int],
+                         tuple[tuple[tuple[str, str], ...], bytes | None]] = Memo(20_000)
         self.lifetime_rules = config.cache.lifetime_overrides()
         # Hit-for-pass: keys whose last answer was not storable go straight to the origin for a
         # while instead of queueing behind a claim (Varnish's hit-for-pass).
@@ -149,11 +154,18 @@ class Context:
         return None
 
     def facts(self, key: str, meta: StoredResponse) -> decide.Facts:
+        """The policy facts of a stored response (a pure function of the key and the
+        metadata: remembered per stored version, so a disk hit does not parse them again)."""
+        found, known = self._facts.get((key, meta))
+        if found and known is not None:
+            return known
         path = key.split("?", 1)[0]
         protected = self.access.for_object(path, meta.headers) is Access.PROTECTED
         recheck = self.config.auth.access_recheck_seconds if protected else None
-        return decide.facts(meta, self.heuristic, recheck, self.lifetime_rule(path),
-                            self.config.cache.stale_if_error_seconds)
+        known = decide.facts(meta, self.heuristic, recheck, self.lifetime_rule(path),
+                             self.config.cache.stale_if_error_seconds)
+        self._facts.put((key, meta), known)
+        return known
 
     def vary_names(self, response: Headers) -> tuple[str, ...]:
         """The request fields a response varies on (its Vary, plus Host with forward_host)."""

@@ -21,6 +21,7 @@ from proxy.lifecycle import steps
 from proxy.lifecycle.admit import fields, revary
 from proxy.lifecycle.context import Context
 from proxy.policy import decide, respond
+from proxy.policy.freshness import StoredResponse
 from proxy.policy.headers import get
 from proxy.status import CacheStatus
 from proxy.store.front import FrontEntry
@@ -104,21 +105,34 @@ def remember(ctx: Context, cached: CachedBody) -> FrontEntry | None:
         return None
     if len(body) != cached.size:
         return None
+    hit_headers, wire = hit_head(ctx, cached.meta, cached.size)
+    entry = FrontEntry(cached.key, cached.filename, cached.rowid, cached.meta,
+                       ctx.facts(cached.key, cached.meta), body, hit_headers, wire,
+                       loaded_at=ctx.clock(), loaded_mono=time.monotonic())
+    front.put(entry)
+    return entry
+
+
+def hit_head(ctx: Context, meta: StoredResponse, size: int
+             ) -> tuple[tuple[tuple[str, str], ...], bytes | None]:
+    """A plain 200 HIT's fields without Age, and the same serialised (None when aiohttp must
+    write them): a pure function of the stored version, remembered so a copy reloaded into
+    the memory tier is not built again."""
+    found, head = ctx.heads.get((meta, size))
+    if found and head is not None:
+        return head
     # Built with an Age (so any stored Age is dropped), then without it: `answer.memory`
     # adds the current one per request.
-    plan = respond.plan("GET", (), cached.meta.status, cached.meta.headers, cached.size, 0)
+    plan = respond.plan("GET", (), meta.status, meta.headers, size, 0)
     hit_headers = tuple((k, v) for k, v in deliver.build_headers(
         plan.headers, CacheStatus.HIT, ctx.via, ctx.hidden,
         x_cache=ctx.config.server.x_cache).items() if k.lower() != "age")
     wire = None
     # Without Date aiohttp adds one per response; 204 and 304 have no Content-Length.
     if get(hit_headers, "date") is not None and plan.status not in (204, 304):
-        wire = deliver.wire_head(plan.status, reason(plan.status), hit_headers, len(body))
-    entry = FrontEntry(cached.key, cached.filename, cached.rowid, cached.meta,
-                       ctx.facts(cached.key, cached.meta), body, hit_headers, wire,
-                       loaded_at=ctx.clock(), loaded_mono=time.monotonic())
-    front.put(entry)
-    return entry
+        wire = deliver.wire_head(plan.status, reason(plan.status), hit_headers, size)
+    ctx.heads.put((meta, size), (hit_headers, wire))
+    return hit_headers, wire
 
 
 def reason(status: int) -> str:
