@@ -27,7 +27,7 @@
 #                                 0: stale copies stand in only with the origin's stale-if-error)
 #   CACHE_TESTS_MEMORY_BYTES=N    set cache.memory_bytes (default: the proxy's own default, the
 #                                 32 MiB tier; 0 turns it off: the suite scores the same either way,
-#                                 its tests pause 3 s, longer than the tier's 1 s TTL)
+#                                 copies of a changed key are dropped at once by its change signal)
 #   CACHE_TESTS_SAVE=FILE         copy the suite's raw results JSON to FILE
 #   CACHE_TESTS_KEEP=1            keep the temp dir (config, logs, results) and print its path
 #   CACHE_TESTS_TIMEOUT=SECONDS   bound on the whole suite run (default 600; it takes ~1 min)

@@ -124,7 +124,9 @@ class CacheConfig:
     expose_surrogate_keys: bool = False  # pass Surrogate-Key / Cache-Tag on to clients (a CDN)
     memory_bytes: int = 32 * 1024 * 1024  # per-worker memory tier for small bodies; 0 = off
     memory_body_max_bytes: int = 128 * 1024  # larger bodies always go out by sendfile
-    memory_ttl_seconds: float = 1.0  # how long a worker may reuse its memory copy
+    # Longest life of a memory copy: copies are dropped at once when their key changes in any
+    # process (per-key change signals); this only bounds a signal lost to a crash.
+    memory_ttl_seconds: float = 10.0
     abort_streams_on_revoke: bool = False  # cut running streams of purged/deleted/revoked items
     stale_if_error_seconds: float = 0.0  # grace: serve stale this long past expiry when the
     # origin is down, times out or answers 5xx, even without its stale-if-error directive

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from proxy.policy.cache_status import fresh_hit
 from proxy.store.front import FrontEntry
+from proxy.store.keysignal import KeySignal
 
 MAX_ROUTES = 65536  # per worker; a full table makes no new routes until a sweep frees some
 # ... nor once its targets hold this many bytes (a client chooses them: 65,536 targets of
@@ -40,6 +41,8 @@ class Route:
         "memory_until",
         "response_time",
         "rowid",
+        "signal",
+        "slot",
         "tail",
         "tail_age",
         "tail_ttl",
@@ -59,6 +62,8 @@ class Route:
         self.response_time = facts.response_time
         self.lifetime = facts.lifetime_seconds
         self.rowid = entry.rowid
+        self.slot = entry.slot
+        self.signal = entry.signal
         self.tail_age = -1  # the whole-second Age and ttl `tail` was built for
         self.tail_ttl = 0
         self.tail = b""
@@ -66,7 +71,9 @@ class Route:
 
 class Routes:
     def __init__(self, cache_name: str, cache_status: bool, memory_ttl: float,
-                 bans: Callable[[], object], clock: Callable[[], float]) -> None:
+                 bans: Callable[[], object], clock: Callable[[], float],
+                 signals: KeySignal | None = None) -> None:
+        self._signals = signals  # per-key change signals: a changed key's routes die
         self._cache_name = cache_name
         self._cache_status = cache_status
         self._ttl = memory_ttl
@@ -151,8 +158,10 @@ class Routes:
             return None
         # The memory copy's TTL runs on the monotonic clock, as the tier's own does: a wall
         # clock stepped back must not keep a copy the tier has let go.
+        signals = self._signals
         if now >= route.expires or time.monotonic() >= route.memory_until or (
-                self._bans() is not route.bans):
+                self._bans() is not route.bans) or (
+                signals is not None and signals.read(route.slot) != route.signal):
             self._forget(target, route)
             return None
         age = route.initial_age + (now - route.response_time if now > route.response_time

@@ -91,13 +91,18 @@ class Context:
         # while instead of queueing behind a claim (Varnish's hit-for-pass).
         self.pass_keys: TTLCache[str, bool] = TTLCache(maxsize=100_000, ttl=30)
         memory = config.cache
+        signals = store.keys if store is not None and store.keys.available else None
+        # Without change signals (no store, or a read-only cache directory) a copy lives by
+        # its TTL alone, which then may not exceed the one second other workers rely on.
+        memory_ttl = memory.memory_ttl_seconds if signals is not None else min(
+            memory.memory_ttl_seconds, 1.0)
         self.front = FrontCache(memory.memory_bytes, memory.memory_body_max_bytes,
-                                memory.memory_ttl_seconds) if memory.memory_bytes else None
+                                memory_ttl, signals) if memory.memory_bytes else None
         # The lane's routes: targets just answered from the memory tier's pre-built bytes.
         self.routes: Routes | None = None
         if self.front is not None and config.server.fast_hits:
             self.routes = Routes(config.server.via, config.server.cache_status,
-                                 memory.memory_ttl_seconds, self.bans_seen_now, clock)
+                                 memory_ttl, self.bans_seen_now, clock, signals)
             self.front.on_drop = self.routes.drop_key
         auth = config.auth
         parsed_keys = tokens.parse_keys(auth.keys)

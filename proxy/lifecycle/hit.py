@@ -108,7 +108,8 @@ def remember(ctx: Context, cached: CachedBody) -> FrontEntry | None:
     hit_headers, wire = hit_head(ctx, cached.meta, cached.size)
     entry = FrontEntry(cached.key, cached.filename, cached.rowid, cached.meta,
                        ctx.facts(cached.key, cached.meta), body, hit_headers, wire,
-                       loaded_at=ctx.clock(), loaded_mono=time.monotonic())
+                       loaded_at=ctx.clock(), loaded_mono=time.monotonic(),
+                       slot=cached.slot, signal=cached.signal)
     front.put(entry)
     return entry
 

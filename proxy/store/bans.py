@@ -68,8 +68,9 @@ class BanSignal:
         except OSError:
             return  # read-only cache dir: readers fall back to querying every time
         try:
-            if os.fstat(fd).st_size < 8:
-                os.ftruncate(fd, 8)
+            # Allocated, not sparse: a store into a page a full filesystem cannot back would
+            # kill the process (SIGBUS). No room now: readers query every time.
+            os.posix_fallocate(fd, 0, 8)
             self._map = mmap.mmap(fd, 8)
         except (OSError, ValueError):
             self._map = None

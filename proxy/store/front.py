@@ -1,9 +1,11 @@
 """The per-process memory tier: small bodies and their parsed policy facts, for a short time.
 
-Rule: an entry is a copy of a committed disk entry (same bytes, same metadata), kept for at most
-`ttl_seconds`, so a replacement made by another worker shows here within that time; this
-process drops its own copy at once when it replaces, refreshes or deletes the key. Bans are
-checked on every use, so purges are immediate regardless. Bounded by total body bytes.
+Rule: an entry is a copy of a committed disk entry (same bytes, same metadata), dropped on its
+first use after its key's change signal moved (a replacement, refresh or delete in any
+process: keysignal.py), and kept for at most `ttl_seconds` (which only bounds a signal lost to
+a crash); this process also drops its own copy at once when it replaces, refreshes or deletes
+the key. Bans are checked on every use, so purges are immediate regardless. Bounded by total
+body bytes, least recently used out first.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from cachetools import TTLCache
 
 from proxy.policy.decide import Facts
 from proxy.policy.freshness import StoredResponse
+from proxy.store.keysignal import KeySignal
 
 ENTRY_OVERHEAD_BYTES = 1024  # headers, facts, bookkeeping: counted against the budget too
 
@@ -31,6 +34,8 @@ class FrontEntry:
     wire_head: bytes | None = None  # the same, serialised with Content-Length, minus Age
     loaded_at: float = 0.0  # when it was copied from disk (wall clock)
     loaded_mono: float = 0.0  # the same, on time.monotonic (the tier's own clock)
+    slot: int = 0  # the key's change signal, and its value before the copy was read
+    signal: int = 0
 
 
 def _size(entry: FrontEntry) -> int:
@@ -58,16 +63,25 @@ class _Entries(TTLCache[str, FrontEntry]):
 
 
 class FrontCache:
-    def __init__(self, max_bytes: int, max_body_bytes: int, ttl_seconds: float) -> None:
+    def __init__(self, max_bytes: int, max_body_bytes: int, ttl_seconds: float,
+                 signals: KeySignal | None = None) -> None:
         self.max_body_bytes = max_body_bytes
         self.ttl_seconds = ttl_seconds
+        # Per-key change signals (the store's): a copy whose key changed since it was read
+        # is dropped on its next use, whatever process made the change.
+        self.signals = signals
         # Told when a key's copy is dropped, replaced, evicted or expired here (the lane's
         # routes to it die).
         self.on_drop: Callable[[str], None] | None = None
         self._entries = _Entries(max(max_bytes, 1), ttl_seconds, self._gone)
 
     def get(self, key: str) -> FrontEntry | None:
-        return self._entries.get(key)
+        entry = self._entries.get(key)
+        if entry is not None and self.signals is not None and (
+                self.signals.read(entry.slot) != entry.signal):
+            self.drop(key)  # replaced, refreshed or deleted since: the disk decides again
+            return None
+        return entry
 
     def put(self, entry: FrontEntry) -> None:
         if self.on_drop is not None and entry.key in self._entries:

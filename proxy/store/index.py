@@ -27,6 +27,8 @@ from proxy.store.budget import Budget, Usage
 from proxy.store.claims import Claims
 from proxy.store.disk import Adopt, MediaDisk
 from proxy.store.janitor import ORPHAN_MIN_AGE_SECONDS, Janitor
+from proxy.store.keysignal import SIGNAL_FILE as KEYS_SIGNAL_FILE
+from proxy.store.keysignal import KeySignal, slot_of
 from proxy.store.meta import decode_meta, encode_meta, invalidated, meta_dict, meta_from_dict
 from proxy.store.reads import CachedBody, Reads, delete
 from proxy.store.retention import GRAVEYARD_DIR, GraveyardStats, stats
@@ -84,6 +86,7 @@ class Store:
         self.banwork = BanWork(self.cache, self._reader, self._lock, self.claims,
                                self.directory)
         self._bans = self.banwork.view
+        self.keys = KeySignal(self.directory / KEYS_SIGNAL_FILE)
         self.janitor = Janitor(self.directory, self.tmp_dir, self.graveyard, self.reads,
                                self.claims)
 
@@ -108,7 +111,12 @@ class Store:
     # -- reads (reads.py) ------------------------------------------------------------------
 
     def lookup(self, key: str, now: float | None = None) -> CachedBody | None:
-        return self.reads.lookup(key, now)
+        slot = slot_of(key)
+        seen = self.keys.read(slot)  # before the read: a change after it moves the slot
+        cached = self.reads.lookup(key, now)
+        if cached is not None:
+            cached.slot, cached.signal = slot, seen
+        return cached
 
     def peek(self, key: str) -> StoredResponse | None:
         """The current metadata of `key`, without opening its body."""
@@ -171,6 +179,7 @@ class Store:
                 for tag in tags:
                     self.cache._sql("INSERT OR IGNORE INTO MediaTags (tag, key) VALUES (?, ?)",
                                     (tag, key))
+            self.keys.bump(key)
             return True
         except _Refused:
             return False
@@ -193,12 +202,15 @@ class Store:
                     "UPDATE Cache SET value = ? WHERE rowid = ?",
                     (sqlite3.Binary(encode_meta(meta)), row[0]),
                 )
+            self.keys.bump(key)
             return True
         except (OSError, sqlite3.Error, diskcache.Timeout) as exc:
             raise StoreError(f"refresh failed: {exc}") from exc
 
     def delete(self, key: str) -> bool:
-        return delete(self.cache, key)
+        deleted = delete(self.cache, key)
+        self.keys.bump(key)
+        return deleted
 
     def discard_temp(self, temp_path: str) -> None:
         try:
@@ -280,6 +292,7 @@ class Store:
             self.flush_access_times()
         self.reads.close()
         self.banwork.signal.close()
+        self.keys.close()
         self.cache.close()
 
     def destroy(self) -> None:

@@ -39,6 +39,8 @@ class CachedBody:
     meta: StoredResponse
     file: io.FileIO
     rowid: int = 0
+    slot: int = 0  # the key's change signal (keysignal.py) and its value before the read
+    signal: int = 0
 
     @property
     def size(self) -> int:

@@ -100,7 +100,8 @@ def test_the_supervisor_sweeps_purges_and_workers_do_not(tmp_path: Path,
     for path in paths:
         put(origin_process, path, path.encode() * 50)
     proxy = start_proxy(tmp_path, origin_process.url, workers=2,
-                        extra=f'[admin]\ntoken = "{ADMIN_TOKEN}"\n')
+                        extra=f'[admin]\ntoken = "{ADMIN_TOKEN}"\n',
+                        cache_extra="memory_ttl_seconds = 1.0\n")  # bans retire after 3 s
     try:
         for path in paths:
             get(proxy.url + path)

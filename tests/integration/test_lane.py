@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from pathlib import Path
 
 import pytest
 
@@ -306,3 +307,30 @@ async def test_the_lane_can_be_switched_off(origin: Origin, make_proxy: ProxyFac
         assert (await wire.get("/l/off.bin")).body == BODY
     assert proxy.runtime.lane is None and lane_hits(proxy) == 0
     await wire.close()
+
+
+@pytest.mark.parametrize("fast", [True, False])
+async def test_a_new_version_stored_by_another_process_is_served_at_once(
+        origin: Origin, make_proxy: ProxyFactory, tmp_path: Path, fast: bool) -> None:
+    """Two processes on one cache directory (as two workers): when one stores a new version,
+    the other's memory copy and lane route of the old one die at once (the key's change
+    signal), not after the memory tier's TTL (10 s by default)."""
+    shared = {"dir": str(tmp_path / "shared")}
+    first = await make_proxy(cache=shared, server={"fast_hits": fast})
+    second = await make_proxy(cache=shared)
+    wire, _ = await routed(origin, first, "/l/k.bin", X_Media_Cache_Control="max-age=600")
+    assert (await wire.get("/l/k.bin")).body == BODY  # from memory (the lane, if on)
+    newer = os.urandom(4096)
+    await origin.publish("/l/k.bin", newer, X_Media_Cache_Control="max-age=600")
+    other = await Wire.open(second.port)
+    assert (await other.get("/l/k.bin", "Cache-Control: no-cache\r\n")).body == newer
+    for _ in range(50):
+        if not second.runtime.proxy.fills:
+            break
+        await asyncio.sleep(0.01)
+    before = origin.count("/l/k.bin")
+    answer = await wire.get("/l/k.bin")
+    assert answer.body == newer and answer.field("X-Cache") == "HIT"
+    assert origin.count("/l/k.bin") == before  # the new version, from the shared disk
+    await wire.close()
+    await other.close()

@@ -35,7 +35,9 @@ class Node:
 
 async def start_node(make_proxy: ProxyFactory, **sections: Any) -> Node:
     admin_section = {"token": TOKEN, **sections.pop("admin", {})}
-    proxy = await make_proxy(admin=admin_section, cache={"eviction_interval_seconds": 0.05},
+    # A ban retires 2 x the memory tier's TTL + 1 s after it was made: 1 s TTL keeps it short.
+    proxy = await make_proxy(admin=admin_section, cache={"eviction_interval_seconds": 0.05,
+                                                         "memory_ttl_seconds": 1.0},
                              **sections)
     return Node(proxy, await start_admin(proxy))
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -16,6 +18,7 @@ from proxy.policy.decide import Facts
 from proxy.policy.freshness import StoredResponse
 from proxy.status import CacheStatus
 from proxy.store.front import FrontCache, FrontEntry
+from proxy.store.keysignal import KeySignal, slot_of
 
 T0 = 1_800_000_000.0
 
@@ -224,4 +227,17 @@ def test_a_route_is_bound_to_the_ban_table_it_was_judged_in() -> None:
     judged_in = bans()
     bans.index = object()  # another process purged meanwhile
     table.add(b"/a", entry(), b"H", T0, judged_in)
+    assert table.answer(b"/a", clock.now) is None
+
+
+def test_a_moved_key_signal_ends_the_route(tmp_path: Path) -> None:
+    """Another process replaced, refreshed or deleted the key: its routes die at once."""
+    clock, bans = Clock(), Bans()
+    signals = KeySignal(tmp_path / "keys")
+    table = Routes("mediaproxy", True, 60.0, bans, clock, signals)
+    slot = slot_of("/a")
+    table.add(b"/a", replace(entry("/a"), slot=slot, signal=signals.read(slot)), b"H", T0,
+              bans())
+    assert table.answer(b"/a", clock.now) is not None
+    KeySignal(tmp_path / "keys").bump("/a")  # as another process's commit does
     assert table.answer(b"/a", clock.now) is None
