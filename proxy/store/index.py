@@ -175,11 +175,14 @@ class Store:
                 if vary is not None:
                     self.cache._sql("INSERT OR REPLACE INTO MediaVary (key, names) VALUES (?, ?)",
                                     (vary[0], " ".join(vary[1])))
+                    gone += self._unvaried(key, vary)
                 self.cache._sql("DELETE FROM MediaTags WHERE key = ?", (key,))
                 for tag in tags:
                     self.cache._sql("INSERT OR IGNORE INTO MediaTags (tag, key) VALUES (?, ?)",
                                     (tag, key))
             self.keys.bump(key)
+            if vary is not None and vary[1] and vary[0] != key:
+                self.keys.bump(vary[0])  # its copies and lane routes (variant-blind) die
             return True
         except _Refused:
             return False
@@ -188,6 +191,22 @@ class Store:
             raise StoreError(f"commit failed: {exc}") from exc
         finally:
             self.budget.retire(gone)
+
+    def _unvaried(self, key: str, vary: tuple[str, tuple[str, ...]]) -> list[str]:
+        """Inside the commit of a response that varies: the URL's response stored before it
+        did (under the plain URL key) is no longer reachable by a lookup, but a memory copy
+        or a lane route of it (neither looks at Vary) would keep answering it. Its row goes;
+        the body file is returned, to be retired once the commit is durable."""
+        url_key, names = vary
+        if not names or url_key == key:
+            return []
+        row = self.cache._sql("SELECT rowid, filename FROM Cache WHERE key = ? AND raw = 1",
+                              (url_key,)).fetchone()
+        if row is None:
+            return []
+        self.cache._sql("DELETE FROM Cache WHERE rowid = ?", (row[0],))
+        self.cache._sql("DELETE FROM MediaTags WHERE key = ?", (url_key,))
+        return [str(row[1])] if row[1] is not None else []
 
     def refresh(self, key: str, expected_filename: str | None, meta: StoredResponse) -> bool:
         """Replace the metadata of `key` without touching the body (RFC 9111 §4.3.4)."""
