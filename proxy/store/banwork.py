@@ -20,6 +20,7 @@ from proxy.errors import StoreError
 from proxy.policy.bans import Ban, BanIndex, BanKind
 from proxy.store import bans
 from proxy.store.claims import Claims
+from proxy.store.keysignal import KeySignal
 from proxy.store.meta import decode_meta, encode_meta, invalidated
 
 MAX_SWEEP_BATCHES = 400  # per ban per maintenance tick (x 500 rows)
@@ -27,8 +28,12 @@ MAX_SWEEP_BATCHES = 400  # per ban per maintenance tick (x 500 rows)
 
 class BanWork:
     def __init__(self, cache: diskcache.Cache, reader: sqlite3.Connection,
-                 read_lock: threading.Lock, claims: Claims, directory: Path) -> None:
+                 read_lock: threading.Lock, claims: Claims, directory: Path,
+                 keys: KeySignal | None = None) -> None:
         self.cache = cache
+        # Per-key change signals: a swept key's memory copies must die even if the ban
+        # retires before they are next judged against it (a copy read just before the sweep).
+        self.keys = keys
         self.claims = claims
         self._read_lock = read_lock
         self.signal = bans.BanSignal(directory / bans.SIGNAL_FILE)
@@ -95,6 +100,9 @@ class BanWork:
                     else:
                         self.cache.delete(key, retry=True)
                         self.cache._sql("DELETE FROM MediaTags WHERE key = ?", (key,))
+            if self.keys is not None:
+                for _, key, _ in rows:
+                    self.keys.bump(key)
             return len(rows)
         except (OSError, sqlite3.Error, diskcache.Timeout, ValueError) as exc:
             raise StoreError(f"ban sweep failed: {exc}") from exc

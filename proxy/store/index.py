@@ -83,10 +83,10 @@ class Store:
         # The read connection and its lock, by the names the admin listings use.
         self._reader = self.reads.connection
         self._lock = self.reads.lock
-        self.banwork = BanWork(self.cache, self._reader, self._lock, self.claims,
-                               self.directory)
-        self._bans = self.banwork.view
         self.keys = KeySignal(self.directory / KEYS_SIGNAL_FILE)
+        self.banwork = BanWork(self.cache, self._reader, self._lock, self.claims,
+                               self.directory, self.keys)
+        self._bans = self.banwork.view
         self.janitor = Janitor(self.directory, self.tmp_dir, self.graveyard, self.reads,
                                self.claims)
 

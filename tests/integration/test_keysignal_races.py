@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,6 +14,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from proxy.policy.bans import BanKind
+from proxy.policy.freshness import StoredResponse
+from proxy.store.index import Store
+from proxy.store.keysignal import SIGNAL_FILE
 from tests.conftest import ProxyClient, ProxyFactory, free_port
 from tests.integration.wire import Wire
 
@@ -82,3 +87,33 @@ async def test_a_url_that_starts_varying_in_another_process_is_not_answered_old(
     assert again.body == newer, again.head
     await wire.close()
     await other.close()
+
+
+@pytest.mark.parametrize("soft", [True, False])
+def test_a_copy_read_before_a_purge_sweep_is_known_changed_after_it(
+        tmp_path: Path, soft: bool) -> None:
+    """A worker reads an entry just before another process's sweep rewrites (soft) or
+    deletes (hard) it, and judges it against its ban table only after the ban has retired:
+    the copy it then keeps must still be known as changed (its key's signal moved), else it
+    is served, unpurged, for the memory TTL."""
+    directory = tmp_path / "shared"
+    reader = Store(directory, max_size_bytes=1 << 30)
+    sweeper = Store(directory, max_size_bytes=1 << 30)
+    try:
+        assert reader.keys.available and (directory / SIGNAL_FILE).exists()
+        key = "/p/a.bin"
+        meta = StoredResponse(200, (("Cache-Control", "max-age=600"),), 1.0, 1.0, 5)
+        temp = sweeper.new_temp_path()
+        Path(temp).write_bytes(b"hello")
+        assert sweeper.commit(key, temp, meta)
+        cached = reader.lookup(key)  # the read that begins before the sweep
+        assert cached is not None
+        cached.close()
+        now = time.time()
+        sweeper.add_ban(BanKind.PREFIX, "/p/", soft=soft, now=now)
+        assert sweeper.sweep_bans(min_ban_age_seconds=0.0, now=now) == 1  # swept the entry
+        assert not sweeper.bans().all  # swept and retired: nothing hides the entry now
+        assert reader.keys.read(cached.slot) != cached.signal
+    finally:
+        reader.close()
+        sweeper.close()
