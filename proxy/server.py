@@ -43,6 +43,7 @@ from proxy.errors import StartupError
 from proxy.lane.lane import stop_serving
 from proxy.logs import ACCESS_LOGGER, AccessLogger, configure
 from proxy.metrics import Metrics
+from proxy.store import keysignal
 from proxy.store.index import Store
 from proxy.store.janitor import pid_alive
 
@@ -285,6 +286,9 @@ def serve(config: Config, config_path: str | None) -> int:
     """Run until stopped; the exit status (0, or 1 when workers kept failing)."""
     lock = CacheLock(config.cache.dir)
     lock.acquire()  # first: a second instance is told the directory is taken
+    # No process of ours uses the directory now: a key-signal file left empty by a start
+    # without room is made again by the first store to open.
+    keysignal.reset(Path(config.cache.dir) / keysignal.SIGNAL_FILE)
     try:
         preflight(config)
         log_start(config, "single" if config.server.workers == 1 else "supervisor")

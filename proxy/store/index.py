@@ -28,7 +28,7 @@ from proxy.store.claims import Claims
 from proxy.store.disk import Adopt, MediaDisk
 from proxy.store.janitor import ORPHAN_MIN_AGE_SECONDS, Janitor
 from proxy.store.keysignal import SIGNAL_FILE as KEYS_SIGNAL_FILE
-from proxy.store.keysignal import KeySignal, slot_of
+from proxy.store.keysignal import KeySignal, SignalUnusable, slot_of
 from proxy.store.meta import decode_meta, encode_meta, invalidated, meta_dict, meta_from_dict
 from proxy.store.reads import CachedBody, Reads, delete
 from proxy.store.retention import GRAVEYARD_DIR, GraveyardStats, stats
@@ -83,7 +83,11 @@ class Store:
         # The read connection and its lock, by the names the admin listings use.
         self._reader = self.reads.connection
         self._lock = self.reads.lock
-        self.keys = KeySignal(self.directory / KEYS_SIGNAL_FILE)
+        try:
+            self.keys = KeySignal(self.directory / KEYS_SIGNAL_FILE)
+        except SignalUnusable as exc:
+            self.cache.close()
+            raise StoreError(f"cannot use the key change signals: {exc}") from exc
         self.banwork = BanWork(self.cache, self._reader, self._lock, self.claims,
                                self.directory, self.keys)
         self._bans = self.banwork.view

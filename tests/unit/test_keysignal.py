@@ -6,7 +6,11 @@ import os
 import zlib
 from pathlib import Path
 
-from proxy.store.keysignal import SLOTS, KeySignal, slot_of
+import pytest
+
+from proxy.errors import StoreError
+from proxy.store.index import Store
+from proxy.store.keysignal import SIGNAL_FILE, SLOTS, KeySignal, SignalUnusable, reset, slot_of
 
 
 def test_a_bump_is_seen_by_every_mapping_of_the_file(tmp_path: Path) -> None:
@@ -38,3 +42,30 @@ def test_the_file_is_allocated_not_sparse(tmp_path: Path) -> None:
     """A store into a sparse page a full filesystem cannot back would be a SIGBUS."""
     KeySignal(tmp_path / "k").close()
     assert os.stat(tmp_path / "k").st_blocks * 512 >= SLOTS * 8
+
+
+def test_a_file_made_without_room_means_no_signals_for_every_process(tmp_path: Path) -> None:
+    (tmp_path / "k").write_bytes(b"")  # what a start on a full disk leaves
+    first, second = KeySignal(tmp_path / "k"), KeySignal(tmp_path / "k")
+    assert not first.available and not second.available  # all agree: copies live by TTL
+    reset(tmp_path / "k")  # at the next start, before any worker
+    assert KeySignal(tmp_path / "k").available
+
+
+def test_reset_keeps_a_whole_file(tmp_path: Path) -> None:
+    writer = KeySignal(tmp_path / "k")
+    writer.bump("/a")
+    value = writer.read(slot_of("/a"))
+    reset(tmp_path / "k")
+    assert KeySignal(tmp_path / "k").read(slot_of("/a")) == value
+
+
+def test_a_process_that_cannot_map_the_file_does_not_use_the_store(tmp_path: Path) -> None:
+    """Writing without signalling while the others rely on signals would keep old copies
+    alive in them: such a process runs without a store (every request to the origin)."""
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / SIGNAL_FILE).mkdir()  # unopenable as a file
+    with pytest.raises(SignalUnusable):
+        KeySignal(tmp_path / "cache" / SIGNAL_FILE)
+    with pytest.raises(StoreError, match="key change signals"):
+        Store(tmp_path / "cache", max_size_bytes=1 << 30)
