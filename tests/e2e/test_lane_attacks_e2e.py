@@ -19,6 +19,7 @@ import pytest
 
 from tests.conftest import ADMIN_TOKEN
 from tests.e2e.conftest import Running, start_proxy, stop
+from tests.e2e.test_daemon import wait_for
 from tests.e2e.test_lane_workers import metric
 from tests.e2e.test_workers import put
 
@@ -72,15 +73,6 @@ class Conn:
             return False
         except OSError:
             return True
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout} s: {what}")
 
 
 def access_lines(proxy: Running) -> list[dict[str, object]]:
