@@ -9,9 +9,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
-from tests.conftest import ProxyFactory, free_port
+from tests.conftest import ProxyFactory, serving
 
 
 @pytest.fixture
@@ -26,12 +25,8 @@ async def varying() -> AsyncIterator[tuple[str, list[str]]]:
         return web.Response(body=b"x" * 5000, headers={
             "Cache-Control": "max-age=600", "ETag": '"v"', "Vary": "Foo"})
 
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", serve)
-    server = TestServer(app, host="127.0.0.1", port=free_port())
-    await server.start_server()
-    yield str(server.make_url("")).rstrip("/"), calls
-    await server.close()
+    async with serving(serve) as url:
+        yield url, calls
 
 
 async def test_the_next_request_finds_the_entry(

@@ -13,10 +13,10 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from proxy.console.sessions import COOKIE, MAX_FAILURES
-from tests.conftest import Origin, ProxyClient, ProxyFactory, free_port, start_admin
+from tests.conftest import Origin, ProxyClient, ProxyFactory, serving, start_admin
 from tests.integration.test_proxy import settled
 
 TOKEN = "console-token-0123456789"
@@ -64,12 +64,8 @@ async def hostile_origin() -> AsyncIterator[str]:
             "Cache-Control": "max-age=600", "ETag": '"<b>bold</b>"',
             "Surrogate-Key": "<img/src/onerror=alert(1)>"})
 
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", serve)
-    server = TestServer(app, host="127.0.0.1", port=free_port())
-    await server.start_server()
-    yield str(server.make_url("")).rstrip("/")
-    await server.close()
+    async with serving(serve) as url:
+        yield url
 
 
 async def test_every_answer_is_no_store_unframeable_and_script_from_self_only(

@@ -9,9 +9,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
-from tests.conftest import ProxyFactory, free_port
+from tests.conftest import ProxyFactory, serving
 from tests.integration.test_proxy import settled
 
 SIZE = 12 * 1024 * 1024
@@ -47,13 +46,9 @@ class SlowOrigin:
 @pytest.fixture
 async def slow() -> AsyncIterator[SlowOrigin]:
     origin = SlowOrigin()
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", origin.handle)
-    server = TestServer(app, host="127.0.0.1", port=free_port())
-    await server.start_server()
-    origin.url = str(server.make_url("")).rstrip("/")
-    yield origin
-    await server.close()
+    async with serving(origin.handle) as url:
+        origin.url = url
+        yield origin
 
 
 async def read_some_and_leave(port: int, path: str, foo: str, limit: int) -> int:

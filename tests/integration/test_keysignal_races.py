@@ -12,13 +12,12 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from proxy.policy.bans import BanKind
 from proxy.policy.freshness import StoredResponse
 from proxy.store.index import Store
 from proxy.store.keysignal import SIGNAL_FILE
-from tests.conftest import ProxyClient, ProxyFactory, free_port
+from tests.conftest import ProxyClient, ProxyFactory, serving
 from tests.integration.wire import Wire
 
 BODY = os.urandom(4096)
@@ -49,13 +48,9 @@ class Switching:
 @pytest.fixture
 async def switching() -> AsyncIterator[Switching]:
     origin = Switching()
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", origin.handle)
-    server = TestServer(app, host="127.0.0.1", port=free_port())
-    await server.start_server()
-    origin.url = str(server.make_url("")).rstrip("/")
-    yield origin
-    await server.close()
+    async with serving(origin.handle) as url:
+        origin.url = url
+        yield origin
 
 
 @pytest.mark.parametrize("fast", [True, False])

@@ -10,10 +10,10 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from origin.app import STATS_KEY
-from tests.conftest import TIMEOUT, Origin, ProxyFactory, free_port, start_admin
+from tests.conftest import TIMEOUT, Origin, ProxyFactory, serving, start_admin
 from tests.integration.test_proxy import settled
 
 TOKEN = "purge-token-0123456789"
@@ -115,12 +115,8 @@ async def tagging_origin() -> AsyncIterator[str]:
             headers["Surrogate-Key"] = tags[request.path]
         return web.Response(body=request.path.encode() * 10, headers=headers)
 
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", serve)
-    server = TestServer(app, host="127.0.0.1", port=free_port())
-    await server.start_server()
-    yield str(server.make_url("")).rstrip("/")
-    await server.close()
+    async with serving(serve) as url:
+        yield url
 
 
 async def test_purge_by_tag(make_proxy: ProxyFactory, tagging_origin: str) -> None:
