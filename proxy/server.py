@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from aiohttp import web, web_response
+from aiohttp import web, web_protocol, web_response
 from prometheus_client import CollectorRegistry
 
 from proxy import listen as listen_mod
@@ -41,7 +41,7 @@ from proxy.daemon import (
     reload_config,
 )
 from proxy.errors import StartupError
-from proxy.lane.lane import stop_serving
+from proxy.lane.handler import LaneHandler
 from proxy.logs import ACCESS_LOGGER, AccessLogger, configure
 from proxy.metrics import Metrics
 from proxy.store import keysignal
@@ -95,6 +95,31 @@ def _quiet_sendfile_disconnects(loop: asyncio.AbstractEventLoop,
         log.debug("client left during sendfile: %s", context.get("message"))
         return
     loop.default_exception_handler(context)
+
+
+def awaiting_first_request(handler: web_protocol.RequestHandler) -> bool:
+    """A connection whose first request head has not been read yet (just accepted: its
+    request may be in flight)."""
+    if isinstance(handler, LaneHandler) and handler.lane_heads():
+        return False
+    return not getattr(handler, "_request_count", 1)
+
+
+async def stop_serving(runner: web.BaseRunner, grace: float) -> None:
+    """Stop listening, give connections accepted just before that up to `grace` seconds to
+    deliver their first request, then aiohttp's graceful shutdown. (aiohttp closes every idle
+    connection right after the listener: a client whose request was still on its way would
+    see the connection closed without an answer, e.g. during a reload.)"""
+    for site in list(runner.sites):
+        await site.stop()
+    server = runner.server
+    if server is not None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while loop.time() < deadline and any(
+                awaiting_first_request(conn) for conn in server.connections):
+            await asyncio.sleep(0.01)
+    await runner.cleanup()
 
 
 class Signals:

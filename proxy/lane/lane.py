@@ -114,31 +114,6 @@ class LaneServer(web.Server):
         return LaneHandler(self, lane=lane, loop=self._loop, **self._kwargs)
 
 
-def awaiting_first_request(handler: web_protocol.RequestHandler) -> bool:
-    """A connection whose first request head has not been read yet (just accepted: its
-    request may be in flight)."""
-    if isinstance(handler, LaneHandler) and handler.lane_heads():
-        return False
-    return not getattr(handler, "_request_count", 1)
-
-
-async def stop_serving(runner: web.BaseRunner, grace: float) -> None:
-    """Stop listening, give connections accepted just before that up to `grace` seconds to
-    deliver their first request, then aiohttp's graceful shutdown. (aiohttp closes every idle
-    connection right after the listener: a client whose request was still on its way would
-    see the connection closed without an answer, e.g. during a reload.)"""
-    for site in list(runner.sites):
-        await site.stop()
-    server = runner.server
-    if server is not None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace
-        while loop.time() < deadline and any(
-                awaiting_first_request(conn) for conn in server.connections):
-            await asyncio.sleep(0.01)
-    await runner.cleanup()
-
-
 async def keep_tidy(lane: Lane, flush: Callable[[], None], period: float = 1.0) -> None:
     """Every `period`: counted answers into the metrics, expired routes out."""
     while True:
