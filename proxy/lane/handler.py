@@ -183,23 +183,15 @@ class LaneHandler(web_protocol.RequestHandler):
         if transport is None or transport.is_closing():
             return False
         lane = self._lane_parse.lane
-        if len(found) == 1:
-            route = found[0]
+        parts: list[bytes] = []
+        body_bytes = 0
+        for route in found:
             assert route is not None
-            body_bytes = len(route.body)
-            if body_bytes > MAX_ANSWER_BYTES:
-                return False
-            transport.write(b"".join((route.head, route.tail, route.body)))
-        else:
-            parts: list[bytes] = []
-            body_bytes = 0
-            for route in found:
-                assert route is not None
-                parts += (route.head, route.tail, route.body)
-                body_bytes += len(route.body)
-            if body_bytes > MAX_ANSWER_BYTES:
-                return False
-            transport.write(b"".join(parts))
+            parts += (route.head, route.tail, route.body)
+            body_bytes += len(route.body)
+        if body_bytes > MAX_ANSWER_BYTES:
+            return False
+        transport.write(b"".join(parts))  # one send for the whole read
         loop = self._loop
         self._next_keepalive_close_time = loop.time() + self._keepalive_timeout
         if self._keepalive_handle is None and self._keepalive_timeout > 0:
